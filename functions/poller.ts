@@ -1,0 +1,2 @@
+// Placeholder: the poller handler lands with the ingestion work (shared/ingest).
+export const handler = async (): Promise<void> => {};
