@@ -1,0 +1,721 @@
+/**
+ * One poll of one mailbox: lease, connect, authenticate, list, diff against state, then for each new
+ * message: RETR streamed into the archive, parse, enqueue, mark safe; then DELE what retention allows;
+ * QUIT; release the lease.
+ *
+ * The commit order is the whole point (invariant 1, "no mail lost"):
+ *   state 'seen' (fixes the archive key) -> archive create-only + verify -> state 'archived'
+ *   -> event JSON + jobs enqueued -> state 'enqueued' -> DELE -> QUIT -> state 'deleted'.
+ * A crash between any two steps leaves the message on the server (DELE only commits at QUIT, RFC 1939
+ * §6) and the next poll resumes from the recorded status without a second archive object
+ * (create-only writes at a deterministic key) or a second event id.
+ */
+
+import type { Readable } from 'node:stream';
+import type { Clock } from '../clock.js';
+import type { EndpointConfig, MailboxConfig, PophookConfig } from '../config/schema.js';
+import { ConfigError, errorCode, isPophookError, PophookError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { EmailReceivedData, EmailSkippedData, PophookEvent } from '../mail/event.js';
+import { EVENT_VERSION } from '../mail/event.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { noopMetrics } from '../metrics/metrics.js';
+import type { Pop3ConnectOptions, Pop3Credentials, Pop3MessageStream, Pop3Session } from '../pop3/types.js';
+import type { DeliveryJob, JobQueue, QueueSendItem } from '../queue/queue.js';
+import type { Lease, MessageRecord, PollRecord, StateStore } from '../state/store.js';
+import type { Archive } from '../storage/archive.js';
+import { attachmentKey, eventKey, rawKey } from '../storage/archive.js';
+import { eventIdFor, type ListedMessage, listMessages, messageKeyFor } from './identity.js';
+import { type PlannedAction, planPoll } from './plan.js';
+import { type Spooled, spool } from './spool.js';
+
+/** Longer than any session (Lambda's 15 min cap) so a live run never loses it; renewed as we go. */
+export const LEASE_TTL_MS = 16 * 60 * 1000;
+/** Renew when this much of the lease has passed. */
+export const LEASE_RENEW_AFTER_MS = LEASE_TTL_MS / 3;
+/** Time kept back before the deadline to parse, enqueue, DELE and QUIT cleanly. */
+export const DEADLINE_MARGIN_MS = 20_000;
+/** Messages fetched per pipelined burst; the deadline, abort signal and lease are checked between bursts. */
+export const FETCH_BURST = 20;
+/** Messages whose archived copy is parsed and enqueued concurrently while the next RETRs stream in. */
+export const POST_ARCHIVE_CONCURRENCY = 4;
+/** State writes issued at once when pre-registering a burst. */
+export const STATE_WRITE_CONCURRENCY = 16;
+
+export type PollStep =
+  | 'after-connect'
+  | 'after-seen'
+  | 'after-archive'
+  | 'after-parse'
+  | 'after-enqueue'
+  | 'after-dele'
+  | 'after-quit';
+
+/** Fault injection for tests: throwing from a hook simulates a crash at that step. */
+export interface PollHooks {
+  at?(
+    step: PollStep,
+    context: { mailboxId: string; session?: Pop3Session; messageKey?: string },
+  ): void | Promise<void>;
+  /** Wraps the RETR stream before it reaches the archive (e.g. to fail mid-upload). */
+  wrapRetr?(stream: Readable, messageKey: string): Readable;
+}
+
+export interface ParseDeps {
+  writeAttachment(
+    index: number,
+    meta: {
+      filename: string | null;
+      contentType: string;
+      contentId: string | null;
+      disposition: 'attachment' | 'inline' | null;
+    },
+    content: Readable,
+  ): Promise<{ key: string; size: number; sha256: string }>;
+  logger?: Logger;
+}
+
+export interface ParseInput {
+  source: Readable;
+  mailboxId: string;
+  messageKey: string;
+  eventId: string;
+  uidl: string | null;
+  receivedAt: string;
+  raw: { key: string; size: number; sha256: string };
+  limits: PophookConfig['parse'];
+}
+
+export type ParseFn = (input: ParseInput, deps: ParseDeps) => Promise<EmailReceivedData>;
+export type RouteFn = (event: PophookEvent, endpoints: readonly EndpointConfig[]) => string[];
+
+export interface PollProgress {
+  mailboxId: string;
+  phase: 'connecting' | 'listing' | 'fetching' | 'deleting' | 'done';
+  total: number;
+  done: number;
+  bytes: number;
+  totalBytes: number;
+}
+
+export interface PollDeps {
+  config: PophookConfig;
+  archive: Archive;
+  state: StateStore;
+  queue: JobQueue;
+  connect: (options: Pop3ConnectOptions) => Promise<Pop3Session>;
+  credentials: (mailbox: MailboxConfig) => Promise<Pop3Credentials>;
+  parse: ParseFn;
+  route: RouteFn;
+  clock: Clock;
+  logger: Logger;
+  metrics?: Metrics;
+  /** Who we are, for the lease: `<host>:<pid>:<random>` or the Lambda request id. */
+  owner: string;
+  /** Epoch ms by which the session must be closed (the Lambda deadline). */
+  deadline?: number;
+  signal?: AbortSignal;
+  hooks?: PollHooks;
+  onProgress?: (progress: PollProgress) => void;
+  /** Extra connect options (source address, timeouts, pipelining) for tests and `pophook check`. */
+  connectOptions?: Partial<Pop3ConnectOptions>;
+}
+
+export interface PollResult {
+  mailboxId: string;
+  outcome: PollRecord['outcome'];
+  fetched: number;
+  bytes: number;
+  skipped: number;
+  deleted: number;
+  /** Messages still on the server after this poll. */
+  remaining: number;
+  /** Messages we wanted but left for the next run (budget, deadline, abort). */
+  deferred: number;
+  parseErrors: number;
+  uidlResetSuspected: boolean;
+  error?: { code: string; message: string; transient: boolean };
+}
+
+interface Budget {
+  messages: number;
+  bytes: number;
+}
+
+/** Errors that end the run quietly (a metric, not an alarm): the server asked us to come back later. */
+const QUIET_CODES: Record<string, PollRecord['outcome']> = {
+  POP3_IN_USE: 'in-use',
+  POP3_LOGIN_DELAY: 'login-delay',
+};
+
+export async function pollMailbox(mailboxId: string, deps: PollDeps): Promise<PollResult> {
+  const mailbox = deps.config.mailboxes.find((m) => m.id === mailboxId);
+  if (!mailbox)
+    throw new ConfigError(`Unknown mailbox "${mailboxId}": it is not in the config's mailboxes list.`);
+  const logger = deps.logger.child({ mailbox: mailboxId });
+  const metrics = deps.metrics ?? noopMetrics;
+  const startedAt = new Date(deps.clock.now()).toISOString();
+  const result: PollResult = {
+    mailboxId,
+    outcome: 'ok',
+    fetched: 0,
+    bytes: 0,
+    skipped: 0,
+    deleted: 0,
+    remaining: 0,
+    deferred: 0,
+    parseErrors: 0,
+    uidlResetSuspected: false,
+  };
+
+  const lease = await deps.state.acquireLease(mailboxId, deps.owner, LEASE_TTL_MS);
+  if (!lease) {
+    logger.info('Mailbox lease held by another run', {});
+    metrics.add('PollSkipped', 1, { MailboxId: mailboxId });
+    return { ...result, outcome: 'lease-held' };
+  }
+  let session: Pop3Session | undefined;
+  try {
+    const run = new PollRun(mailbox, deps, logger, metrics, result, lease);
+    session = await run.open();
+    await run.execute(session);
+    session = undefined; // QUIT done
+  } catch (err) {
+    // No QUIT: dropping the connection discards every DELE of this session (RFC 1939 §6).
+    session?.close();
+    const quiet = QUIET_CODES[errorCode(err)];
+    result.outcome = quiet ?? (result.fetched > 0 ? 'partial' : 'error');
+    result.error = {
+      code: errorCode(err),
+      message: err instanceof Error ? err.message : String(err),
+      transient: isPophookError(err) ? err.transient : true,
+    };
+    if (quiet) logger.info('Mailbox busy; will retry next poll', { code: result.error.code });
+    else logger.error('Poll failed', { err });
+  } finally {
+    await deps.state
+      .releaseLease(lease)
+      .catch((err: unknown) => logger.warn('Lease release failed', { err }));
+  }
+  const succeeded = result.outcome === 'ok' || result.outcome === 'partial';
+  metrics.add(succeeded ? 'PollSucceeded' : 'PollFailed', 1, { MailboxId: mailboxId });
+  await deps.state
+    .recordPoll({
+      mailboxId,
+      startedAt,
+      finishedAt: new Date(deps.clock.now()).toISOString(),
+      outcome: result.outcome,
+      fetched: result.fetched,
+      bytes: result.bytes,
+      deleted: result.deleted,
+      remainingOnServer: result.remaining,
+      ...(result.error ? { errorCode: result.error.code, errorMessage: result.error.message } : {}),
+    })
+    .catch((err: unknown) => logger.warn('Poll record write failed', { err }));
+  return result;
+}
+
+class PollRun {
+  private leaseRenewedAt: number;
+  private readonly toDelete: { n: number; record: MessageRecord }[] = [];
+  private readonly pending = new Set<Promise<void>>();
+  private stageError: unknown;
+
+  constructor(
+    private readonly mailbox: MailboxConfig,
+    private readonly deps: PollDeps,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+    private readonly result: PollResult,
+    private lease: Lease,
+  ) {
+    this.leaseRenewedAt = deps.clock.now();
+  }
+
+  private progress(phase: PollProgress['phase'], total: number, totalBytes: number): void {
+    this.deps.onProgress?.({
+      mailboxId: this.mailbox.id,
+      phase,
+      total,
+      done: this.result.fetched,
+      bytes: this.result.bytes,
+      totalBytes,
+    });
+  }
+
+  private hook(step: PollStep, session?: Pop3Session, messageKey?: string): void | Promise<void> {
+    return this.deps.hooks?.at?.(step, {
+      mailboxId: this.mailbox.id,
+      ...(session ? { session } : {}),
+      ...(messageKey ? { messageKey } : {}),
+    });
+  }
+
+  async open(): Promise<Pop3Session> {
+    const { mailbox, deps } = this;
+    this.progress('connecting', 0, 0);
+    const sessionMs = deps.deadline ? Math.max(1000, deps.deadline - deps.clock.now()) : undefined;
+    const session = await deps.connect({
+      host: mailbox.host,
+      ...(mailbox.port ? { port: mailbox.port } : {}),
+      tls: mailbox.tls,
+      ...(mailbox.ca ? { ca: mailbox.ca } : {}),
+      ...(mailbox.pinSha256 ? { pinSha256: mailbox.pinSha256 } : {}),
+      allowInsecureAuth: mailbox.allowInsecureAuth,
+      logger: this.logger,
+      ...(deps.signal ? { signal: deps.signal } : {}),
+      ...deps.connectOptions,
+      timeouts: { ...(sessionMs ? { sessionMs } : {}), ...deps.connectOptions?.timeouts },
+      limits: { maxMessageBytes: mailbox.limits.maxMessageBytes, ...deps.connectOptions?.limits },
+    });
+    try {
+      await session.login(await deps.credentials(mailbox));
+      await this.hook('after-connect', session);
+    } catch (err) {
+      session.close();
+      throw err;
+    }
+    return session;
+  }
+
+  private timeLeft(): number {
+    return this.deps.deadline
+      ? this.deps.deadline - DEADLINE_MARGIN_MS - this.deps.clock.now()
+      : Number.POSITIVE_INFINITY;
+  }
+
+  private shouldStop(): boolean {
+    return this.deps.signal?.aborted === true || this.timeLeft() <= 0 || this.stageError !== undefined;
+  }
+
+  private async renewLeaseIfDue(): Promise<void> {
+    const now = this.deps.clock.now();
+    if (now - this.leaseRenewedAt < LEASE_RENEW_AFTER_MS) return;
+    if (!(await this.deps.state.renewLease(this.lease, LEASE_TTL_MS))) {
+      throw new PophookError(
+        'LEASE_LOST',
+        'The mailbox lease expired and was taken by another run; stopping.',
+        {
+          transient: true,
+        },
+      );
+    }
+    this.lease = { ...this.lease, expiresAt: now + LEASE_TTL_MS };
+    this.leaseRenewedAt = now;
+  }
+
+  async execute(session: Pop3Session): Promise<void> {
+    const { mailbox, deps, result } = this;
+    this.progress('listing', 0, 0);
+    const sizes = await session.list();
+    const uidls = await this.listUidls(session, sizes);
+    const listed = listMessages(uidls, sizes);
+    const records = await deps.state.listMessages(mailbox.id);
+    const plan = planPoll({
+      listed,
+      records,
+      retention: mailbox.retention,
+      maxMessageBytes: mailbox.limits.maxMessageBytes,
+      now: deps.clock.now(),
+    });
+    result.uidlResetSuspected = plan.uidlResetSuspected;
+    if (plan.uidlResetSuspected) this.logger.warn('UIDL reset suspected; deduplicating by content hash', {});
+
+    const budget: Budget = {
+      messages: mailbox.limits.maxMessagesPerRun,
+      bytes: mailbox.limits.maxBytesPerRun,
+    };
+    const fetches: Extract<PlannedAction, { kind: 'fetch' }>[] = [];
+    for (const action of plan.actions) {
+      if (action.kind === 'delete') this.toDelete.push({ n: action.message.n, record: action.record });
+      else if (action.kind === 'skip') await this.reportSkipped(action.message, action.record);
+      else if (action.kind === 'fetch') {
+        // Oldest first; a message bigger than the whole byte budget still goes alone so it is never starved.
+        const fits = budget.messages > 0 && (action.message.size <= budget.bytes || fetches.length === 0);
+        if (fits) {
+          fetches.push(action);
+          budget.messages--;
+          budget.bytes -= action.message.size;
+        } else result.deferred++;
+      }
+    }
+
+    const totalBytes = fetches.reduce((a, f) => a + f.message.size, 0);
+    for (let i = 0; i < fetches.length; i += FETCH_BURST) {
+      if (this.shouldStop()) {
+        result.deferred += fetches.length - i;
+        break;
+      }
+      await this.renewLeaseIfDue();
+      await this.fetchBurst(session, fetches.slice(i, i + FETCH_BURST), plan.uidlResetSuspected);
+      this.progress('fetching', fetches.length, totalBytes);
+    }
+    await this.drain();
+    if (this.stageError) throw this.stageError;
+
+    this.progress('deleting', fetches.length, totalBytes);
+    for (const { n, record } of this.toDelete) {
+      await session.dele(n);
+      await this.hook('after-dele', session, record.messageKey);
+    }
+    await session.quit();
+    await this.hook('after-quit', undefined);
+    const deletedAt = new Date(deps.clock.now()).toISOString();
+    for (const { record } of this.toDelete) {
+      await deps.state.putMessage({ ...record, status: 'deleted', deletedAt, updatedAt: deletedAt });
+      result.deleted++;
+    }
+    if (this.toDelete.length)
+      this.metrics.add('MessagesDeleted', this.toDelete.length, { MailboxId: mailbox.id });
+    result.remaining = listed.length - this.toDelete.length;
+    result.outcome = result.deferred > 0 ? 'partial' : 'ok';
+    this.progress('done', fetches.length, totalBytes);
+  }
+
+  /** UIDL, or (server without UIDL, delete mode only) `null` so identity comes from content. */
+  private async listUidls(session: Pop3Session, sizes: { n: number; size: number }[]) {
+    try {
+      return await session.uidl();
+    } catch (err) {
+      if (!isPophookError(err) || !['POP3_NOT_SUPPORTED', 'POP3_COMMAND_FAILED'].includes(err.code))
+        throw err;
+      if (this.mailbox.retention !== 'delete') {
+        throw new ConfigError(
+          `Mailbox "${this.mailbox.id}": the server does not support UIDL, so pophook cannot tell new mail from old while keeping it on the server. Set retention: delete for this mailbox.`,
+          { cause: err },
+        );
+      }
+      this.logger.warn('Server has no UIDL; identifying messages by content', {});
+      return sizes.map(({ n }) => ({ n, uidl: NO_UIDL }));
+    }
+  }
+
+  private async reportSkipped(message: ListedMessage, record?: MessageRecord): Promise<void> {
+    const { deps, mailbox } = this;
+    const messageKey = record?.messageKey ?? messageKeyFor(mailbox.id, message.uidl, message.occurrence);
+    const firstSeenAt = record?.firstSeenAt ?? new Date(deps.clock.now()).toISOString();
+    const eventId = eventIdFor(messageKey);
+    const data: EmailSkippedData = {
+      version: EVENT_VERSION,
+      eventId,
+      messageKey,
+      mailboxId: mailbox.id,
+      uidl: message.uidl === NO_UIDL ? null : message.uidl,
+      receivedAt: firstSeenAt,
+      size: message.size,
+      reason: 'too-large',
+      limit: mailbox.limits.maxMessageBytes,
+    };
+    const key = eventKey(rawKey(mailbox.id, messageKey, new Date(firstSeenAt)));
+    await deps.archive.put(key, JSON.stringify({ type: 'email.skipped', data }), {
+      contentType: 'application/json',
+    });
+    await this.enqueue({ type: 'email.skipped', data }, key);
+    const now = new Date(deps.clock.now()).toISOString();
+    await deps.state.putMessage({
+      mailboxId: mailbox.id,
+      uidl: message.uidl,
+      occurrence: message.occurrence,
+      messageKey,
+      status: 'skipped',
+      firstSeenAt,
+      updatedAt: now,
+      size: message.size,
+      eventId,
+      skippedReason: `larger than maxMessageBytes (${mailbox.limits.maxMessageBytes})`,
+    });
+    this.result.skipped++;
+    this.metrics.add('MessagesSkipped', 1, { MailboxId: mailbox.id });
+    this.logger.warn('Message over size limit skipped', { messageKey, size: message.size });
+  }
+
+  private async enqueue(event: PophookEvent, evKey: string): Promise<void> {
+    const endpointIds = this.deps.route(
+      event,
+      this.deps.config.endpoints.filter((e) => e.enabled),
+    );
+    const items: QueueSendItem[] = endpointIds.map((endpointId, i) => {
+      const job: DeliveryJob = {
+        v: 1,
+        webhookId: event.data.eventId,
+        type: event.type,
+        mailboxId: event.data.mailboxId,
+        messageKey: event.data.messageKey,
+        endpointId,
+        eventKey: evKey,
+      };
+      return { id: `j${i}`, body: JSON.stringify(job) };
+    });
+    if (items.length) await this.deps.queue.send(items);
+  }
+
+  /** Registers the burst's records (fixing each archive key) before any byte is fetched. */
+  private async ensureRecords(burst: Extract<PlannedAction, { kind: 'fetch' }>[]): Promise<MessageRecord[]> {
+    const { deps, mailbox } = this;
+    const out: MessageRecord[] = new Array(burst.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < burst.length) {
+        const i = next++;
+        const action = burst[i] as (typeof burst)[number];
+        if (action.record && action.record.status !== 'skipped') {
+          out[i] = action.record;
+          continue;
+        }
+        const now = new Date(deps.clock.now()).toISOString();
+        const { message } = action;
+        const messageKey =
+          action.record?.messageKey ?? messageKeyFor(mailbox.id, message.uidl, message.occurrence);
+        const record: MessageRecord = {
+          mailboxId: mailbox.id,
+          uidl: message.uidl,
+          occurrence: message.occurrence,
+          messageKey,
+          status: 'seen',
+          firstSeenAt: action.record?.firstSeenAt ?? now,
+          updatedAt: now,
+          size: message.size,
+        };
+        if (action.record) await deps.state.putMessage(record);
+        else if (!(await deps.state.createMessage(record))) {
+          const existing = await deps.state.getMessage(mailbox.id, message.uidl, message.occurrence);
+          if (!existing)
+            throw new PophookError('STATE_INCONSISTENT', 'Message record vanished during a poll.');
+          out[i] = existing;
+          continue;
+        }
+        out[i] = record;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(STATE_WRITE_CONCURRENCY, burst.length) }, worker));
+    return out;
+  }
+
+  private async fetchBurst(
+    session: Pop3Session,
+    burst: Extract<PlannedAction, { kind: 'fetch' }>[],
+    dedupeByContent: boolean,
+  ): Promise<void> {
+    const noUidl = burst.some((a) => a.message.uidl === NO_UIDL);
+    if (noUidl) return this.fetchWithoutUidl(session, burst);
+    const records = await this.ensureRecords(burst);
+    await this.hook('after-seen', session);
+    // Messages already archived by an earlier run are not fetched again: parse from the archive.
+    const needRetr: number[] = [];
+    for (const [i, record] of records.entries()) {
+      if (
+        record.status === 'archived' &&
+        record.rawKey &&
+        record.sha256 !== undefined &&
+        record.size !== undefined
+      ) {
+        await this.waitForSlot();
+        this.afterArchive(record, (burst[i] as (typeof burst)[number]).message);
+      } else needRetr.push(i);
+    }
+    const streams = session.retrMany(needRetr.map((i) => (burst[i] as (typeof burst)[number]).message.n));
+    let k = 0;
+    for await (const stream of streams) {
+      const i = needRetr[k++] as number;
+      const action = burst[i] as (typeof burst)[number];
+      const record = records[i] as MessageRecord;
+      await this.archiveOne(stream, record, action.message, dedupeByContent);
+      await this.waitForSlot();
+    }
+  }
+
+  private async archiveOne(
+    stream: Pop3MessageStream,
+    record: MessageRecord,
+    message: ListedMessage,
+    dedupeByContent: boolean,
+  ): Promise<void> {
+    const { deps } = this;
+    const key = rawKey(this.mailbox.id, record.messageKey, new Date(record.firstSeenAt));
+    const source = deps.hooks?.wrapRetr ? deps.hooks.wrapRetr(stream, record.messageKey) : stream;
+    let spooled: Spooled | undefined;
+    try {
+      let body: Readable = source;
+      if (dedupeByContent) {
+        spooled = await spool(source);
+        const twin = (await deps.state.findBySha256(this.mailbox.id, spooled.sha256)).find(
+          (r) => r.messageKey !== record.messageKey && r.rawKey,
+        );
+        if (twin) {
+          // Same bytes under a new UIDL: the server renumbered. Point the new UIDL at the old message.
+          const now = new Date(deps.clock.now()).toISOString();
+          const mapped: MessageRecord = {
+            ...twin,
+            uidl: record.uidl,
+            occurrence: record.occurrence,
+            status: twin.status === 'deleted' || twin.status === 'seen' ? 'enqueued' : twin.status,
+            updatedAt: now,
+          };
+          delete mapped.deletedAt;
+          if (mapped.status === 'archived') {
+            await deps.state.putMessage(mapped);
+            this.afterArchive(mapped, message);
+          } else {
+            await deps.state.putMessage(mapped);
+            if (this.mailbox.retention === 'delete') this.toDelete.push({ n: message.n, record: mapped });
+          }
+          this.logger.info('Renumbered message matched by content', { messageKey: twin.messageKey });
+          return;
+        }
+        body = spooled.open();
+      }
+      const stored = await deps.archive.putStreamCreateOnly(key, body, { contentType: 'message/rfc822' });
+      if (!stored.created)
+        this.logger.info('Raw message already archived', { messageKey: record.messageKey });
+      if (message.size && stored.size !== message.size) {
+        // Servers may count differently (bare LF stores); a large gap hints at a server that does not byte-stuff.
+        this.logger.warn('Fetched size differs from LIST size', {
+          messageKey: record.messageKey,
+          listed: message.size,
+          fetched: stored.size,
+        });
+      }
+      const archived: MessageRecord = {
+        ...record,
+        status: 'archived',
+        rawKey: stored.key,
+        size: stored.size,
+        sha256: stored.sha256,
+        updatedAt: new Date(deps.clock.now()).toISOString(),
+      };
+      await deps.state.putMessage(archived);
+      this.result.fetched++;
+      this.result.bytes += stored.size;
+      this.metrics.add('MessagesFetched', 1, { MailboxId: this.mailbox.id });
+      this.metrics.add('BytesFetched', stored.size, { MailboxId: this.mailbox.id });
+      await this.hook('after-archive', undefined, record.messageKey);
+      this.afterArchive(archived, message);
+    } finally {
+      await spooled?.dispose();
+      // Unconsumed data would desync the session; the connection layer drains or fails it.
+      if (!stream.readableEnded) stream.destroy();
+    }
+  }
+
+  /** Parse, write the event, enqueue: runs beside the next RETRs, bounded. */
+  private afterArchive(record: MessageRecord, message: ListedMessage): void {
+    const task = this.postArchive(record, message).catch((err: unknown) => {
+      this.stageError ??= err;
+    });
+    const tracked = task.finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
+  }
+
+  private async waitForSlot(): Promise<void> {
+    while (this.pending.size >= POST_ARCHIVE_CONCURRENCY) await Promise.race(this.pending);
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.size) await Promise.race(this.pending);
+  }
+
+  private async postArchive(record: MessageRecord, message: ListedMessage): Promise<void> {
+    const { deps, mailbox } = this;
+    const rawObjectKey = record.rawKey as string;
+    const eventId = eventIdFor(record.messageKey);
+    const data = await deps.parse(
+      {
+        source: await deps.archive.get(rawObjectKey),
+        mailboxId: mailbox.id,
+        messageKey: record.messageKey,
+        eventId,
+        uidl: record.uidl === NO_UIDL || record.uidl.startsWith(CONTENT_UIDL_PREFIX) ? null : record.uidl,
+        receivedAt: record.firstSeenAt,
+        raw: { key: rawObjectKey, size: record.size ?? 0, sha256: record.sha256 ?? '' },
+        limits: deps.config.parse,
+      },
+      {
+        writeAttachment: async (index, meta, content) => {
+          const key = attachmentKey(mailbox.id, record.messageKey, index, meta.filename ?? undefined);
+          const stored = await deps.archive.put(key, content, { contentType: meta.contentType });
+          return { key, size: stored.size, sha256: stored.sha256 };
+        },
+        logger: this.logger,
+      },
+    );
+    if (data.parseError) {
+      this.result.parseErrors++;
+      this.metrics.add('ParseErrors', 1, { MailboxId: mailbox.id });
+      this.logger.warn('Message parsed with errors', {
+        messageKey: record.messageKey,
+        code: data.parseError.code,
+      });
+    }
+    await this.hook('after-parse', undefined, record.messageKey);
+    const evKey = eventKey(rawObjectKey);
+    const event: PophookEvent = { type: 'email.received', data };
+    await deps.archive.put(evKey, JSON.stringify(event), { contentType: 'application/json' });
+    await this.enqueue(event, evKey);
+    await this.hook('after-enqueue', undefined, record.messageKey);
+    const enqueued: MessageRecord = {
+      ...record,
+      status: 'enqueued',
+      eventId,
+      updatedAt: new Date(deps.clock.now()).toISOString(),
+    };
+    await deps.state.putMessage(enqueued);
+    // `deleteAfterDays` messages are new today, so only `delete` removes them in the same session.
+    if (mailbox.retention === 'delete') this.toDelete.push({ n: message.n, record: enqueued });
+  }
+
+  /**
+   * A server without UIDL (delete mode only): identity is the content hash, so each message is spooled,
+   * hashed, and only then registered. A re-fetch after a crash finds the same identity and is not
+   * archived twice.
+   */
+  private async fetchWithoutUidl(
+    session: Pop3Session,
+    burst: Extract<PlannedAction, { kind: 'fetch' }>[],
+  ): Promise<void> {
+    const { deps, mailbox } = this;
+    const seenHashes = new Map<string, number>();
+    for await (const stream of session.retrMany(burst.map((a) => a.message.n))) {
+      const action = burst.find((a) => a.message.n === stream.messageNumber) as (typeof burst)[number];
+      const spooled = await spool(stream);
+      try {
+        const uidl = `${CONTENT_UIDL_PREFIX}${spooled.sha256}`;
+        const occurrence = seenHashes.get(uidl) ?? 0;
+        seenHashes.set(uidl, occurrence + 1);
+        const message: ListedMessage = { ...action.message, uidl, occurrence };
+        let record = await deps.state.getMessage(mailbox.id, uidl, occurrence);
+        if (record && (record.status === 'enqueued' || record.status === 'deleted')) {
+          this.toDelete.push({ n: message.n, record });
+          continue;
+        }
+        if (!record) {
+          const now = new Date(deps.clock.now()).toISOString();
+          record = {
+            mailboxId: mailbox.id,
+            uidl,
+            occurrence,
+            messageKey: messageKeyFor(mailbox.id, uidl, occurrence),
+            status: 'seen',
+            firstSeenAt: now,
+            updatedAt: now,
+            size: spooled.size,
+          };
+          await deps.state.createMessage(record);
+        }
+        await this.archiveOne(
+          Object.assign(spooled.open(), { messageNumber: message.n }) as unknown as Pop3MessageStream,
+          record,
+          message,
+          false,
+        );
+        await this.waitForSlot();
+      } finally {
+        await spooled.dispose();
+      }
+    }
+  }
+}
+
+/** Placeholder identity while a server without UIDL is listed; replaced by the content hash. */
+const NO_UIDL = '\u0000no-uidl';
+/** UIDLs we make up from content for servers without UIDL. */
+export const CONTENT_UIDL_PREFIX = 'x-pophook-sha256:';
