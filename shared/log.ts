@@ -95,10 +95,8 @@ export function createMemoryLogger(
 ): Logger & { lines: string[]; records: LogFields[] } {
   const lines: string[] = [];
   const logger = createJsonLogger({ level, write: (line) => lines.push(line) });
-  return Object.assign(logger, {
-    lines,
-    get records() {
-      return lines.map((l) => JSON.parse(l) as LogFields);
-    },
-  });
+  const out = Object.assign(logger, { lines }) as Logger & { lines: string[]; records: LogFields[] };
+  // A getter, so `records` reflects lines logged after creation (Object.assign would copy it once).
+  Object.defineProperty(out, 'records', { get: () => lines.map((l) => JSON.parse(l) as LogFields) });
+  return out;
 }

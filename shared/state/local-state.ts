@@ -1,0 +1,487 @@
+/**
+ * File-based implementation of the state port for local mode: plain files under `dir`, durable across
+ * restarts and safe when several `pophook` processes share the directory.
+ *
+ * Layout (ids are checked to be safe path segments; UIDLs and message keys are hashed, never used raw):
+ *
+ *   leases/<mailboxId>/<generation, 12 digits>.json      {owner, expiresAt, released?}
+ *   messages/<mailboxId>/<sha256(uidl)>-<occurrence>.json  MessageRecord
+ *   sha/<mailboxId>/<contentSha256>/<sha256(uidl)>-<occ>   empty pointer file
+ *   keys/<sha256(messageKey)>.json                       {mailboxId, uidl, occurrence}
+ *   polls/<mailboxId>/last.json                          PollRecord
+ *   polls/<mailboxId>/history-<YYYY-MM-DD>.jsonl         one PollRecord per line, pruned after 30 days
+ *   deliveries/<sha256(messageKey)>/<endpointId>.<atMs>.<attempt>.json   DeliveryAttempt
+ *   endpoints/<endpointId>.json                          EndpointState
+ *
+ * Cross-process guarantees:
+ * - Every file becomes visible complete: it is written to a temp file, fsynced, then renamed (replace)
+ *   or hard-linked (insert-only: link(2) fails with EEXIST, so exactly one creator wins). New message
+ *   records also fsync their directory (their name must survive power loss); leases, pointers, polls
+ *   and attempts do not (after a power loss a lease is moot, and a lost pointer or attempt line costs
+ *   at worst a duplicate webhook, never mail).
+ * - Leases are a log of generations. The current lease is the highest generation. Acquiring, renewing
+ *   and releasing all create generation N+1 with link(2) after reading generation N, so of any number
+ *   of processes racing from the same N exactly one succeeds; a process that read a stale N fails with
+ *   EEXIST. A winner then confirms that no higher generation exists (old generations are pruned, and a
+ *   very slow process could otherwise re-create a pruned one). Owners must be unique per run.
+ * - createMessage is insert-only via link(2); putMessage replaces via rename(2). Concurrent writers of
+ *   one record are excluded by the mailbox lease, not by this store.
+ * - Pointers (sha, keys) are written before the record and verified against it on read, as in DynamoDB.
+ * Not provided: expiry of delivery attempts (the DynamoDB store TTLs them after 90 days).
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { appendFile, link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { type Clock, systemClock } from '../clock.js';
+import { StateError } from '../errors.js';
+import type {
+  DeliveryAttempt,
+  DeliveryLog,
+  EndpointState,
+  Lease,
+  MessageRecord,
+  PollRecord,
+  StateStore,
+} from './store.js';
+
+/** Local poll history is for diagnosing recent trouble, as in DynamoDB. */
+const POLL_HISTORY_DAYS = 30;
+/** Lease generation file names: fixed width so they sort, wide enough for a renewal every second for 30,000 years. */
+const GENERATION_DIGITS = 12;
+/** Attempts to read the current lease when a prune races the read (each retry re-lists the directory). */
+const LEASE_READ_RETRIES = 5;
+/** Reads of many small files run this many at a time (bounded file descriptors). */
+const READ_CONCURRENCY = 32;
+/** Ids become path segments: no separators, no dot-dot, no surprises. */
+const SAFE_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const GENERATION_FILE = /^(\d{12})\.json$/;
+
+interface LeaseFile {
+  owner: string;
+  expiresAt: number;
+  released?: boolean;
+}
+
+export interface LocalStateStoreOptions {
+  /** The state directory, e.g. `<dataDir>/state`. Created on first write. */
+  dir: string;
+  clock?: Clock;
+}
+
+/** StateStore and DeliveryLog on the local filesystem. See the module comment for the guarantees. */
+export class LocalStateStore implements StateStore, DeliveryLog {
+  private readonly dir: string;
+  private readonly clock: Clock;
+
+  constructor(options: LocalStateStoreOptions) {
+    this.dir = options.dir;
+    this.clock = options.clock ?? systemClock;
+  }
+
+  // ---- leases ----
+
+  async acquireLease(mailboxId: string, owner: string, ttlMs: number): Promise<Lease | undefined> {
+    return this.io('acquireLease', async () => {
+      const leaseDir = this.path('leases', segment(mailboxId, 'mailbox id'));
+      const current = await this.currentLease(leaseDir);
+      const now = this.clock.now();
+      if (current.lease && !current.lease.released && current.lease.expiresAt >= now) return undefined;
+      const expiresAt = now + ttlMs;
+      const won = await this.nextGeneration(leaseDir, current.generation, { owner, expiresAt });
+      return won ? { mailboxId, owner, expiresAt } : undefined;
+    });
+  }
+
+  /**
+   * Extends the lease if `lease.owner` still holds it (an expired lease nobody took is still ours).
+   * On success `lease.expiresAt` is updated in place.
+   */
+  async renewLease(lease: Lease, ttlMs: number): Promise<boolean> {
+    return this.io('renewLease', async () => {
+      const leaseDir = this.path('leases', segment(lease.mailboxId, 'mailbox id'));
+      const current = await this.currentLease(leaseDir);
+      if (!current.lease || current.lease.released || current.lease.owner !== lease.owner) return false;
+      const expiresAt = this.clock.now() + ttlMs;
+      const won = await this.nextGeneration(leaseDir, current.generation, { owner: lease.owner, expiresAt });
+      if (won) lease.expiresAt = expiresAt;
+      return won;
+    });
+  }
+
+  /** Releases the lease if we still hold it; a lease someone else now holds is left alone. */
+  async releaseLease(lease: Lease): Promise<void> {
+    await this.io('releaseLease', async () => {
+      const leaseDir = this.path('leases', segment(lease.mailboxId, 'mailbox id'));
+      const current = await this.currentLease(leaseDir);
+      if (!current.lease || current.lease.released || current.lease.owner !== lease.owner) return;
+      await this.nextGeneration(leaseDir, current.generation, {
+        owner: lease.owner,
+        expiresAt: 0,
+        released: true,
+      });
+    });
+  }
+
+  private async currentLease(leaseDir: string): Promise<{ generation: number; lease?: LeaseFile }> {
+    for (let i = 0; i < LEASE_READ_RETRIES; i++) {
+      const generation = await maxGeneration(leaseDir);
+      if (generation === 0) return { generation };
+      const lease = await readLease(join(leaseDir, generationName(generation)));
+      if (lease) return { generation, lease };
+      // Pruned between listing and reading: a newer generation exists; look again.
+    }
+    throw new StateError('STATE_LEASE_UNREADABLE', `Lease directory ${leaseDir} keeps changing; try again.`);
+  }
+
+  /** Creates generation `after + 1`; true if this call created it and it is the newest. */
+  private async nextGeneration(leaseDir: string, after: number, lease: LeaseFile): Promise<boolean> {
+    const next = after + 1;
+    if (!(await createExclusive(join(leaseDir, generationName(next)), JSON.stringify(lease)))) return false;
+    if ((await maxGeneration(leaseDir)) !== next) return false;
+    // Keep the previous generation: a reader that listed before our link may still be reading it.
+    const names = await readdir(leaseDir);
+    for (const name of names) {
+      const m = GENERATION_FILE.exec(name);
+      if (m?.[1] && Number(m[1]) < after) await unlinkQuiet(join(leaseDir, name));
+    }
+    return true;
+  }
+
+  // ---- message records ----
+
+  /** All records of a mailbox, in no particular order. */
+  async listMessages(mailboxId: string): Promise<MessageRecord[]> {
+    return this.io('listMessages', async () => {
+      const dir = this.path('messages', segment(mailboxId, 'mailbox id'));
+      const names = (await readdirQuiet(dir)).filter((n) => n.endsWith('.json') && !n.startsWith('.'));
+      const records = await mapLimit(names, READ_CONCURRENCY, (n) => readJson<MessageRecord>(join(dir, n)));
+      return records.filter((r): r is MessageRecord => r !== undefined);
+    });
+  }
+
+  async getMessage(mailboxId: string, uidl: string, occurrence: number): Promise<MessageRecord | undefined> {
+    return this.io('getMessage', () =>
+      readJson<MessageRecord>(this.messagePath(mailboxId, uidl, occurrence)),
+    );
+  }
+
+  async createMessage(record: MessageRecord): Promise<boolean> {
+    return this.io('createMessage', async () => {
+      await this.writePointers(record);
+      // Durable name: the record fixes firstSeenAt, hence the archive key; losing it would archive twice.
+      return createExclusive(
+        this.messagePath(record.mailboxId, record.uidl, record.occurrence),
+        toJson(record),
+        true,
+      );
+    });
+  }
+
+  async putMessage(record: MessageRecord): Promise<void> {
+    await this.io('putMessage', async () => {
+      await this.writePointers(record);
+      const path = this.messagePath(record.mailboxId, record.uidl, record.occurrence);
+      // A new name must survive power loss; a replaced one reads back old or new, both safe.
+      await writeAtomic(path, toJson(record), !(await exists(path)));
+    });
+  }
+
+  async findBySha256(mailboxId: string, sha256: string): Promise<MessageRecord[]> {
+    return this.io('findBySha256', async () => {
+      const dir = this.path('sha', segment(mailboxId, 'mailbox id'), segment(sha256, 'sha256'));
+      const names = await readdirQuiet(dir);
+      const out: MessageRecord[] = [];
+      for (const name of names) {
+        if (name.startsWith('.')) continue;
+        const record = await readJson<MessageRecord>(this.path('messages', mailboxId, `${name}.json`));
+        if (record?.sha256 === sha256) out.push(record);
+      }
+      return out;
+    });
+  }
+
+  async findByMessageKey(messageKey: string): Promise<MessageRecord | undefined> {
+    return this.io('findByMessageKey', async () => {
+      const pointer = await readJson<{ mailboxId: string; uidl: string; occurrence: number }>(
+        this.path('keys', `${sha256Hex(messageKey)}.json`),
+      );
+      if (!pointer) return undefined;
+      const record = await readJson<MessageRecord>(
+        this.messagePath(pointer.mailboxId, pointer.uidl, pointer.occurrence),
+      );
+      return record?.messageKey === messageKey ? record : undefined;
+    });
+  }
+
+  private messagePath(mailboxId: string, uidl: string, occurrence: number): string {
+    return this.path('messages', segment(mailboxId, 'mailbox id'), `${recordName(uidl, occurrence)}.json`);
+  }
+
+  /** Pointers first (see the module comment); each is written once, later calls only stat it. */
+  private async writePointers(record: MessageRecord): Promise<void> {
+    segment(record.mailboxId, 'mailbox id');
+    const keyPath = this.path('keys', `${sha256Hex(record.messageKey)}.json`);
+    const target = { mailboxId: record.mailboxId, uidl: record.uidl, occurrence: record.occurrence };
+    const existing = await readJson<typeof target>(keyPath);
+    if (
+      existing?.mailboxId !== target.mailboxId ||
+      existing.uidl !== target.uidl ||
+      existing.occurrence !== target.occurrence
+    )
+      await writeAtomic(keyPath, JSON.stringify(target));
+    if (record.sha256) {
+      const shaPath = this.path(
+        'sha',
+        record.mailboxId,
+        segment(record.sha256, 'sha256'),
+        recordName(record.uidl, record.occurrence),
+      );
+      if (!(await exists(shaPath))) {
+        await mkdir(dirname(shaPath), { recursive: true });
+        await (await open(shaPath, 'a')).close();
+      }
+    }
+  }
+
+  // ---- polls ----
+
+  async recordPoll(poll: PollRecord): Promise<void> {
+    await this.io('recordPoll', async () => {
+      const dir = this.path('polls', segment(poll.mailboxId, 'mailbox id'));
+      await writeAtomic(join(dir, 'last.json'), toJson(poll));
+      const now = this.clock.now();
+      const day = new Date(now).toISOString().slice(0, 10);
+      // O_APPEND writes of one short line do not interleave between processes on a local filesystem.
+      await appendFile(join(dir, `history-${day}.jsonl`), `${JSON.stringify(poll)}\n`);
+      const oldest = new Date(now - POLL_HISTORY_DAYS * 86_400_000).toISOString().slice(0, 10);
+      for (const name of await readdirQuiet(dir)) {
+        const m = /^history-(\d{4}-\d{2}-\d{2})\.jsonl$/.exec(name);
+        if (m?.[1] && m[1] < oldest) await unlinkQuiet(join(dir, name));
+      }
+    });
+  }
+
+  async lastPoll(mailboxId: string): Promise<PollRecord | undefined> {
+    return this.io('lastPoll', () =>
+      readJson<PollRecord>(this.path('polls', segment(mailboxId, 'mailbox id'), 'last.json')),
+    );
+  }
+
+  // ---- delivery log ----
+
+  async recordAttempt(attempt: DeliveryAttempt): Promise<void> {
+    await this.io('recordAttempt', async () => {
+      const at = Date.parse(attempt.at);
+      const name = `${segment(attempt.endpointId, 'endpoint id')}.${Number.isNaN(at) ? 0 : at}.${attempt.attempt}.json`;
+      await writeAtomic(this.path('deliveries', sha256Hex(attempt.messageKey), name), toJson(attempt));
+    });
+  }
+
+  /** Oldest first (by `at`, then endpoint id, then attempt number). */
+  async listAttempts(messageKey: string): Promise<DeliveryAttempt[]> {
+    return this.io('listAttempts', async () => {
+      const dir = this.path('deliveries', sha256Hex(messageKey));
+      const names = (await readdirQuiet(dir)).filter((n) => n.endsWith('.json') && !n.startsWith('.'));
+      const all = await mapLimit(names, READ_CONCURRENCY, (n) => readJson<DeliveryAttempt>(join(dir, n)));
+      return all.filter((a): a is DeliveryAttempt => a !== undefined).sort(compareAttempts);
+    });
+  }
+
+  async getEndpointState(endpointId: string): Promise<EndpointState | undefined> {
+    return this.io('getEndpointState', () =>
+      readJson<EndpointState>(this.path('endpoints', `${segment(endpointId, 'endpoint id')}.json`)),
+    );
+  }
+
+  async setEndpointState(state: EndpointState): Promise<void> {
+    await this.io('setEndpointState', () =>
+      writeAtomic(this.path('endpoints', `${segment(state.endpointId, 'endpoint id')}.json`), toJson(state)),
+    );
+  }
+
+  // ---- internals ----
+
+  private path(...parts: string[]): string {
+    return join(this.dir, ...parts);
+  }
+
+  private async io<T>(op: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      if (err instanceof StateError) throw err;
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      throw new StateError(
+        'STATE_IO',
+        `Local state in ${this.dir} failed a ${op} (${code}). Check the directory exists, is writable and has free space.`,
+        { cause: err, details: { op, dir: this.dir, errno: code } },
+      );
+    }
+  }
+}
+
+function segment(value: string, what: string): string {
+  if (!SAFE_SEGMENT.test(value) || value.includes('..'))
+    throw new StateError(
+      'STATE_INVALID_ID',
+      `The ${what} "${value.slice(0, 64)}" cannot be used as a file name.`,
+      {
+        transient: false,
+      },
+    );
+  return value;
+}
+
+function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+const recordName = (uidl: string, occurrence: number) => `${sha256Hex(uidl)}-${occurrence}`;
+const generationName = (generation: number) => `${String(generation).padStart(GENERATION_DIGITS, '0')}.json`;
+const toJson = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+
+/** Oldest first (by `at`, then endpoint id, then attempt number), the same order as DynamoStateStore. */
+function compareAttempts(a: DeliveryAttempt, b: DeliveryAttempt): number {
+  if (a.at !== b.at) return Date.parse(a.at) - Date.parse(b.at) || (a.at < b.at ? -1 : 1);
+  if (a.endpointId !== b.endpointId) return a.endpointId < b.endpointId ? -1 : 1;
+  return a.attempt - b.attempt;
+}
+
+async function maxGeneration(leaseDir: string): Promise<number> {
+  let max = 0;
+  for (const name of await readdirQuiet(leaseDir)) {
+    const m = GENERATION_FILE.exec(name);
+    if (m?.[1]) max = Math.max(max, Number(m[1]));
+  }
+  return max;
+}
+
+/**
+ * A lease file that does not parse can only come from a power loss before its data reached the disk
+ * (files appear via link(2) after fsync otherwise). Every holder died with the power: it is free.
+ */
+async function readLease(path: string): Promise<LeaseFile | undefined> {
+  try {
+    return await readJson<LeaseFile>(path);
+  } catch (err) {
+    if (err instanceof StateError && err.code === 'STATE_CORRUPT')
+      return { owner: '', expiresAt: 0, released: true };
+    throw err;
+  }
+}
+
+async function readdirQuiet(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new StateError(
+      'STATE_CORRUPT',
+      `State file ${path} is not valid JSON. Move it aside and poll again.`,
+      {
+        cause: err,
+        transient: false,
+      },
+    );
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+async function unlinkQuiet(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+/** Writes a fsynced temp file beside `path` and returns its name. */
+async function writeTemp(path: string, data: string): Promise<string> {
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.tmp-${process.pid}-${randomUUID()}`);
+  const handle = await open(tmp, 'wx');
+  try {
+    await handle.writeFile(data, 'utf8');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return tmp;
+}
+
+/** A directory fsync makes a new or renamed entry survive power loss, not just a crash. */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Replaces `path` with `data` so that readers see the old or the new file, never a mix. The data is
+ * always fsynced; `durableName` also fsyncs the directory, so a new name survives power loss.
+ */
+async function writeAtomic(path: string, data: string, durableName = false): Promise<void> {
+  const tmp = await writeTemp(path, data);
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlinkQuiet(tmp);
+    throw err;
+  }
+  if (durableName) await syncDir(dirname(path));
+}
+
+/** Creates `path` with `data` only if it does not exist; false if it does. Never leaves a partial file. */
+async function createExclusive(path: string, data: string, durableName = false): Promise<boolean> {
+  const tmp = await writeTemp(path, data);
+  try {
+    await link(tmp, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    await unlinkQuiet(tmp);
+  }
+  if (durableName) await syncDir(dirname(path));
+  return true;
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
