@@ -1,0 +1,60 @@
+/**
+ * Address headers (From, To, Cc, Bcc, Reply-To) as flat `{ address, name }` lists. Parsing is
+ * mailparser's `parseAddressHeader` (nodemailer's addressparser, patched for the ReDoS, nested-group
+ * and encoded-word fabrication advisories); groups are flattened into their members. Anything that is
+ * not a plausible `local@domain` is kept as a name with `address: ''`, so receivers never route mail
+ * to a string the sender made up, yet still see what was written (the raw header is in `headers`).
+ */
+import { parseAddressHeader } from 'mailparser';
+import type { Address } from './event.js';
+import { toSafeString } from './headers.js';
+import { MAX_ADDRESSES_PER_FIELD } from './limits.js';
+
+// RFC 5321 §4.5.3.1.3: a path is at most 256 octets, so no real address is longer.
+const MAX_ADDRESS_CHARS = 320;
+// Display names are free text; a few hundred characters is already abuse.
+const MAX_NAME_CHARS = 512;
+// A domain (or domain literal) never contains whitespace, quotes, angle brackets, commas or parentheses.
+const BAD_DOMAIN_CHARS = /[\s"<>(),;:\\@]/;
+
+/** Parses every raw (unfolded, undecoded) value of one address header into one flat list. */
+export function parseAddressList(rawValues: readonly string[], max = MAX_ADDRESSES_PER_FIELD): Address[] {
+  const out: Address[] = [];
+  for (const raw of rawValues) {
+    let parsed: { address?: string; name?: string }[];
+    try {
+      parsed = parseAddressHeader(raw, { flatten: true }).value;
+    } catch {
+      // addressparser should never throw; if it does the header stays visible in `headers`.
+      parsed = [];
+    }
+    for (const entry of parsed) {
+      const address = normaliseAddress(entry.address ?? '', entry.name ?? '');
+      if (address) out.push(address);
+      if (out.length >= max) return out;
+    }
+  }
+  return out;
+}
+
+function normaliseAddress(rawAddress: string, rawName: string): Address | undefined {
+  const address = toSafeString(rawAddress.trim(), { singleLine: true, maxChars: MAX_ADDRESS_CHARS + 1 });
+  const name = toSafeString(rawName.trim(), { singleLine: true, maxChars: MAX_NAME_CHARS });
+  if (isPlausibleAddress(address)) return { address, name };
+  // Invalid: keep what was written as the name, never as an address.
+  const fallbackName = name || address.slice(0, MAX_NAME_CHARS);
+  return fallbackName ? { address: '', name: fallbackName } : undefined;
+}
+
+/** `local@domain` with a non-empty local part and a domain free of characters a domain cannot hold. */
+export function isPlausibleAddress(address: string): boolean {
+  if (address.length === 0 || address.length > MAX_ADDRESS_CHARS) return false;
+  const at = address.lastIndexOf('@');
+  if (at <= 0 || at === address.length - 1) return false;
+  const local = address.slice(0, at);
+  const domain = address.slice(at + 1);
+  if (BAD_DOMAIN_CHARS.test(domain) || domain.startsWith('.') || domain.endsWith('.')) return false;
+  // A quoted local part may hold anything; an unquoted one no whitespace.
+  if (local.startsWith('"') && local.endsWith('"') && local.length >= 2) return true;
+  return !/[\s"<>]/.test(local) && !local.includes('@');
+}
