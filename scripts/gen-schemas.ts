@@ -6,6 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { renderConfigJsonSchema } from '../shared/config/json-schema.js';
 import { renderEventJsonSchema } from '../shared/mail/event-schema.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -13,6 +14,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** Each generated file and the function that renders it. Add new schemas here. */
 const outputs: { file: string; render: () => string }[] = [
   { file: 'docs/event.schema.json', render: renderEventJsonSchema },
+  { file: 'docs/config.schema.json', render: renderConfigJsonSchema },
 ];
 
 const check = process.argv.includes('--check');
