@@ -18,13 +18,14 @@ import { ConfigError, errorCode, isPophookError, PophookError } from '../errors.
 import type { Logger } from '../log.js';
 import type { EmailReceivedData, EmailSkippedData, PophookEvent } from '../mail/event.js';
 import { EVENT_VERSION } from '../mail/event.js';
+import { createArchiveAttachmentWriter, type ParseDeps, type ParseInput } from '../mail/parse.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { noopMetrics } from '../metrics/metrics.js';
 import type { Pop3ConnectOptions, Pop3Credentials, Pop3MessageStream, Pop3Session } from '../pop3/types.js';
 import type { DeliveryJob, JobQueue, QueueSendItem } from '../queue/queue.js';
 import type { Lease, MessageRecord, PollRecord, StateStore } from '../state/store.js';
 import type { Archive } from '../storage/archive.js';
-import { attachmentKey, eventKey, rawKey } from '../storage/archive.js';
+import { eventKey, rawKey } from '../storage/archive.js';
 import { eventIdFor, type ListedMessage, listMessages, messageKeyFor } from './identity.js';
 import { type PlannedAction, planPoll } from './plan.js';
 import { type Spooled, spool } from './spool.js';
@@ -61,32 +62,8 @@ export interface PollHooks {
   wrapRetr?(stream: Readable, messageKey: string): Readable;
 }
 
-export interface ParseDeps {
-  writeAttachment(
-    index: number,
-    meta: {
-      filename: string | null;
-      contentType: string;
-      contentId: string | null;
-      disposition: 'attachment' | 'inline' | null;
-    },
-    content: Readable,
-  ): Promise<{ key: string; size: number; sha256: string }>;
-  logger?: Logger;
-}
-
-export interface ParseInput {
-  source: Readable;
-  mailboxId: string;
-  messageKey: string;
-  eventId: string;
-  uidl: string | null;
-  receivedAt: string;
-  raw: { key: string; size: number; sha256: string };
-  limits: PophookConfig['parse'];
-}
-
 export type ParseFn = (input: ParseInput, deps: ParseDeps) => Promise<EmailReceivedData>;
+export type { ParseDeps, ParseInput };
 export type RouteFn = (event: PophookEvent, endpoints: readonly EndpointConfig[]) => string[];
 
 export interface PollProgress {
@@ -630,11 +607,7 @@ class PollRun {
         limits: deps.config.parse,
       },
       {
-        writeAttachment: async (index, meta, content) => {
-          const key = attachmentKey(mailbox.id, record.messageKey, index, meta.filename ?? undefined);
-          const stored = await deps.archive.put(key, content, { contentType: meta.contentType });
-          return { key, size: stored.size, sha256: stored.sha256 };
-        },
+        writeAttachment: createArchiveAttachmentWriter(deps.archive, mailbox.id, record.messageKey),
         logger: this.logger,
       },
     );
