@@ -10,12 +10,9 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { cacheKey } from '../../shared/auth/credentials.js';
 import { runDeviceCodeFlow } from '../../shared/auth/device-code.js';
 import { OAuthError } from '../../shared/auth/errors.js';
-import { googleEndpoints, GOOGLE_SCOPE } from '../../shared/auth/google.js';
+import { GOOGLE_SCOPE, googleEndpoints } from '../../shared/auth/google.js';
 import { runLoopbackFlow } from '../../shared/auth/loopback-flow.js';
-import {
-  MICROSOFT_DELEGATED_DEFAULT_TENANT,
-  microsoftDelegatedScope,
-} from '../../shared/auth/microsoft.js';
+import { MICROSOFT_DELEGATED_DEFAULT_TENANT, microsoftDelegatedScope } from '../../shared/auth/microsoft.js';
 import { sharedRefreshTokens } from '../../shared/auth/refresh-token-store.js';
 import { sharedTokenCache } from '../../shared/auth/token-cache.js';
 import type { TokenResponse } from '../../shared/auth/token-endpoint.js';
@@ -26,7 +23,12 @@ import { registerSecret } from '../../shared/log.js';
 import { AwsSecretResolver } from '../../shared/secrets/aws-secrets.js';
 import { LocalSecretResolver } from '../../shared/secrets/local-secrets.js';
 import type { SecretResolver } from '../../shared/secrets/resolver.js';
-import { AwsSecretWriter, LocalSecretWriter, type SecretWriteOutcome, type SecretWriter } from '../../shared/secrets/writer.js';
+import {
+  AwsSecretWriter,
+  LocalSecretWriter,
+  type SecretWriteOutcome,
+  type SecretWriter,
+} from '../../shared/secrets/writer.js';
 import { type CliContext, EXIT, type ExitCode, resolveConfigPath, UsageError } from '../context.js';
 
 export interface AuthCommandOptions {
