@@ -36,6 +36,8 @@ export const LEASE_TTL_MS = 16 * 60 * 1000;
 export const LEASE_RENEW_AFTER_MS = LEASE_TTL_MS / 3;
 /** Time kept back before the deadline to parse, enqueue, DELE and QUIT cleanly. */
 export const DEADLINE_MARGIN_MS = 20_000;
+/** An OAuth session ends this long before its access token expires. */
+export const TOKEN_EXPIRY_MARGIN_MS = 60_000;
 /** Messages fetched per pipelined burst; the deadline, abort signal and lease are checked between bursts. */
 export const FETCH_BURST = 20;
 /** Messages whose archived copy is parsed and enqueued concurrently while the next RETRs stream in. */
@@ -82,6 +84,10 @@ export interface PollDeps {
   queue: JobQueue;
   connect: (options: Pop3ConnectOptions) => Promise<Pop3Session>;
   credentials: (mailbox: MailboxConfig) => Promise<Pop3Credentials>;
+  /** When the credentials stop working (OAuth access token expiry): the session ends before it. */
+  credentialsExpireAt?: (mailbox: MailboxConfig) => number | undefined;
+  /** Called when the server refused the credentials (drop a cached token). */
+  onAuthFailure?: (mailbox: MailboxConfig) => void;
   parse: ParseFn;
   route: RouteFn;
   clock: Clock;
@@ -194,6 +200,8 @@ export async function pollMailbox(mailboxId: string, deps: PollDeps): Promise<Po
 
 class PollRun {
   private leaseRenewedAt: number;
+  /** Epoch ms by which the session must be over: the run's deadline or the token's expiry. */
+  private sessionDeadline: number | undefined;
   private readonly toDelete: { n: number; record: MessageRecord }[] = [];
   private readonly pending = new Set<Promise<void>>();
   private stageError: unknown;
@@ -207,6 +215,7 @@ class PollRun {
     private lease: Lease,
   ) {
     this.leaseRenewedAt = deps.clock.now();
+    this.sessionDeadline = deps.deadline;
   }
 
   private progress(phase: PollProgress['phase'], total: number, totalBytes: number): void {
@@ -231,7 +240,19 @@ class PollRun {
   async open(): Promise<Pop3Session> {
     const { mailbox, deps } = this;
     this.progress('connecting', 0, 0);
-    const sessionMs = deps.deadline ? Math.max(1000, deps.deadline - deps.clock.now()) : undefined;
+    // Credentials first: a token endpoint failure should not cost a POP3 connection.
+    const credentials = await deps.credentials(mailbox);
+    const tokenExpiry = deps.credentialsExpireAt?.(mailbox);
+    if (tokenExpiry !== undefined) {
+      // Gmail closes a POP session when its access token expires; stop cleanly before that.
+      this.sessionDeadline = Math.min(
+        this.sessionDeadline ?? Number.POSITIVE_INFINITY,
+        tokenExpiry - TOKEN_EXPIRY_MARGIN_MS,
+      );
+    }
+    const sessionMs = this.sessionDeadline
+      ? Math.max(1000, this.sessionDeadline - deps.clock.now())
+      : undefined;
     const session = await deps.connect({
       host: mailbox.host,
       ...(mailbox.port ? { port: mailbox.port } : {}),
@@ -246,10 +267,11 @@ class PollRun {
       limits: { maxMessageBytes: mailbox.limits.maxMessageBytes, ...deps.connectOptions?.limits },
     });
     try {
-      await session.login(await deps.credentials(mailbox));
+      await session.login(credentials);
       await this.hook('after-connect', session);
     } catch (err) {
       session.close();
+      if (errorCode(err) === 'POP3_AUTH_FAILED') deps.onAuthFailure?.(mailbox);
       throw err;
     }
     return session;

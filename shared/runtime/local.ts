@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type CredentialsProvider, createCredentialsProvider } from '../auth/credentials.js';
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
 import type { MailboxConfig, PophookConfig } from '../config/schema.js';
@@ -34,6 +35,7 @@ import type { Pop3ConnectOptions, Pop3Credentials, Pop3Session } from '../pop3/t
 import { LocalJobQueue } from '../queue/local-queue.js';
 import { LocalSecretResolver } from '../secrets/local-secrets.js';
 import type { SecretResolver } from '../secrets/resolver.js';
+import { LocalSecretWriter } from '../secrets/writer.js';
 import { LocalStateStore } from '../state/local-state.js';
 import type { DeliveryAttempt, PollRecord } from '../state/store.js';
 import { LocalArchive } from '../storage/local-archive.js';
@@ -85,7 +87,21 @@ export async function createLocalRuntime(
     logger,
   });
   const http = createWebhookHttp(options.http);
-  const credentials = options.credentials ?? passwordCredentials(secrets);
+  const credentials =
+    options.credentials ??
+    createCredentialsProvider({
+      secrets,
+      ...(config.local.secretsFile
+        ? {
+            secretWriter: new LocalSecretWriter({
+              file: abs(config.local.secretsFile),
+              env: options.env ?? {},
+            }),
+          }
+        : {}),
+      clock,
+      logger,
+    });
   return {
     config,
     dataDir,
@@ -101,19 +117,8 @@ export async function createLocalRuntime(
   };
 }
 
-/** Password mailboxes: resolve the secret and map the configured mechanism. */
-export function passwordCredentials(
-  secrets: SecretResolver,
-): (mailbox: MailboxConfig) => Promise<Pop3Credentials> {
-  return async (mailbox) => {
-    if (mailbox.auth.type !== 'password') {
-      throw new ConfigError(
-        `Mailbox "${mailbox.id}" uses ${mailbox.auth.type}, which needs an OAuth token provider; this runtime has none configured.`,
-      );
-    }
-    const password = await secrets.resolve(mailbox.auth.password);
-    return { mechanism: mailbox.auth.mechanism, user: mailbox.user, password };
-  };
+function isProvider(fn: unknown): fn is CredentialsProvider {
+  return typeof fn === 'function' && 'tokenExpiresAt' in fn && 'invalidate' in fn;
 }
 
 /** A lease owner unique to this run: host, process and a random suffix. */
@@ -142,6 +147,13 @@ export function pollDeps(
     queue: runtime.queue,
     connect: options.connect ?? connect,
     credentials: runtime.credentials,
+    ...(isProvider(runtime.credentials)
+      ? {
+          credentialsExpireAt: (m: MailboxConfig) =>
+            (runtime.credentials as CredentialsProvider).tokenExpiresAt(m),
+          onAuthFailure: (m: MailboxConfig) => (runtime.credentials as CredentialsProvider).invalidate(m),
+        }
+      : {}),
     parse: parseMessage,
     route: routeEvent,
     clock: runtime.clock,

@@ -70,8 +70,14 @@ export function safeSegment(text: string, maxLength = 100): string {
     .replace(/^\.+/, '_')
     .replace(/\s+/g, ' ')
     .trim();
-  return (cleaned || 'unnamed').slice(0, maxLength);
+  let out = (cleaned || 'unnamed').slice(0, maxLength);
+  // Filesystems cap a name at 255 bytes, not characters; leave room for the `<n>-` prefix.
+  while (Buffer.byteLength(out) > MAX_SEGMENT_BYTES) out = out.slice(0, -1);
+  return out;
 }
+
+/** Longest key segment in UTF-8 bytes (255-byte filesystem names, minus room for an index prefix). */
+export const MAX_SEGMENT_BYTES = 200;
 
 export function rawKey(mailboxId: string, messageKey: string, firstSeenAt: Date): string {
   const d = firstSeenAt;
