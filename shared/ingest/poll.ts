@@ -125,6 +125,12 @@ interface Budget {
   bytes: number;
 }
 
+/**
+ * Mailboxes whose server broke PIPELINING (a desync killed a session): later sessions in this process
+ * (a warm Lambda, a local loop) fetch one command at a time. Latched for the life of the process.
+ */
+const pipeliningBroken = new Set<string>();
+
 /** Errors that end the run quietly (a metric, not an alarm): the server asked us to come back later. */
 const QUIET_CODES: Record<string, PollRecord['outcome']> = {
   POP3_IN_USE: 'in-use',
@@ -175,6 +181,10 @@ export async function pollMailbox(mailboxId: string, deps: PollDeps): Promise<Po
     };
     if (quiet) logger.info('Mailbox busy; will retry next poll', { code: result.error.code });
     else logger.error('Poll failed', { err });
+    if (isPophookError(err) && err.details.pipelined === true && !pipeliningBroken.has(mailboxId)) {
+      pipeliningBroken.add(mailboxId);
+      logger.warn('Pipelining latched off for this mailbox after a desync', {});
+    }
   } finally {
     await deps.state
       .releaseLease(lease)
@@ -262,6 +272,7 @@ class PollRun {
       allowInsecureAuth: mailbox.allowInsecureAuth,
       logger: this.logger,
       ...(deps.signal ? { signal: deps.signal } : {}),
+      ...(pipeliningBroken.has(mailbox.id) ? { pipelining: false } : {}),
       ...deps.connectOptions,
       timeouts: { ...(sessionMs ? { sessionMs } : {}), ...deps.connectOptions?.timeouts },
       limits: { maxMessageBytes: mailbox.limits.maxMessageBytes, ...deps.connectOptions?.limits },
