@@ -16,6 +16,8 @@ export interface DeliveryJob {
   eventKey: string;
   /** Set on replays, so the attempt log can tell them apart. */
   replay?: boolean;
+  /** When a replay was requested: a replay starts a fresh retry run from then on. */
+  replayedAt?: string;
 }
 
 export interface QueueSendItem {

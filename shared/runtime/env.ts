@@ -3,7 +3,7 @@
  * everything else receives typed values.
  */
 import { z } from 'zod';
-import { parseConfig } from '../config/load.js';
+import { parseConfig } from '../config/parse.js';
 import type { PophookConfig } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import type { LogLevel } from '../log.js';

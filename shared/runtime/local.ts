@@ -19,7 +19,7 @@ import { type DeliverResult, deliverJob, type QueuedJob } from '../delivery/deli
 import { createWebhookHttp, type WebhookHttp, type WebhookHttpOptions } from '../delivery/http.js';
 import { routeEvent } from '../delivery/route.js';
 import { drainOnce, type WorkerStats } from '../delivery/worker.js';
-import { ConfigError, errorCode } from '../errors.js';
+import { errorCode } from '../errors.js';
 import {
   type PollDeps,
   type PollHooks,
