@@ -529,7 +529,15 @@ class PollRun {
       const i = needRetr[k++] as number;
       const action = burst[i] as (typeof burst)[number];
       const record = records[i] as MessageRecord;
-      await this.archiveOne(stream, record, action.message, dedupeByContent);
+      try {
+        await this.archiveOne(stream, record, action.message, dedupeByContent);
+      } catch (err) {
+        // The server refused this one RETR (deleted by another client, or broken on its side): skip it,
+        // keep the session; it is tried again next poll and nothing is deleted.
+        if (!hasCode(err, 'POP3_COMMAND_FAILED')) throw err;
+        this.logger.warn('Server refused RETR; message skipped this poll', { messageKey: record.messageKey });
+        continue;
+      }
       await this.waitForSlot();
     }
   }
@@ -719,6 +727,13 @@ class PollRun {
       }
     }
   }
+}
+
+/** True when `err` or any error in its cause chain carries `code`. */
+function hasCode(err: unknown, code: string, depth = 0): boolean {
+  if (depth > 5 || !(err instanceof Error)) return false;
+  if (isPophookError(err) && err.code === code) return true;
+  return hasCode(err.cause, code, depth + 1);
 }
 
 /** Placeholder identity while a server without UIDL is listed; replaced by the content hash. */
