@@ -12,6 +12,7 @@ import { systemClock } from '../shared/clock.js';
 import { createWebhookHttp, type DeliverDeps, deliverJob, handleSqsBatch } from '../shared/delivery/index.js';
 import { DEFAULT_ENDPOINT_CONCURRENCY } from '../shared/delivery/sqs-batch.js';
 import { createJsonLogger } from '../shared/log.js';
+import { createPowertoolsMetrics } from '../shared/metrics/powertools.js';
 import { readLambdaEnv } from '../shared/runtime/env.js';
 import { AwsSecretResolver } from '../shared/secrets/aws-secrets.js';
 import { DynamoStateStore } from '../shared/state/dynamo-state.js';
@@ -20,6 +21,7 @@ import { createS3Client, S3Archive } from '../shared/storage/s3-archive.js';
 const env = readLambdaEnv();
 const region = env.region ? { region: env.region } : {};
 const logger = createJsonLogger({ level: env.logLevel, fields: { fn: 'delivery' } });
+const metrics = createPowertoolsMetrics();
 const secrets = new AwsSecretResolver({ client: new SecretsManagerClient(region) });
 
 const deps: DeliverDeps = {
@@ -32,15 +34,21 @@ const deps: DeliverDeps = {
   logger,
   random: Math.random,
   resolveSecret: (ref) => secrets.resolve(ref),
+  metrics,
 };
 const sqs = new SQSClient(region);
 const endpointLimits = new Map(env.config.endpoints.map((e) => [e.id, e.maxConcurrency]));
 
-export const handler = (event: SQSEvent): Promise<SQSBatchResponse> =>
-  handleSqsBatch(event, {
-    deliver: (job) => deliverJob(job, deps),
-    sqs,
-    queueUrl: env.queueUrl,
-    logger,
-    endpointConcurrency: (id) => endpointLimits.get(id) ?? DEFAULT_ENDPOINT_CONCURRENCY,
-  });
+export const handler = async (event: SQSEvent): Promise<SQSBatchResponse> => {
+  try {
+    return await handleSqsBatch(event, {
+      deliver: (job) => deliverJob(job, deps),
+      sqs,
+      queueUrl: env.queueUrl,
+      logger,
+      endpointConcurrency: (id) => endpointLimits.get(id) ?? DEFAULT_ENDPOINT_CONCURRENCY,
+    });
+  } finally {
+    metrics.flush();
+  }
+};
