@@ -79,7 +79,10 @@ Examples:
   $ pophook dev                              try pophook locally, no config or account needed
   $ pophook config validate -c pophook.yaml  check a config file
   $ pophook check                            test mailbox logins and endpoints
-  $ pophook poll --watch                     run locally until Ctrl-C`;
+  $ pophook poll --watch                     run locally until Ctrl-C
+  $ pophook list --limit 20                  what arrived, and how each delivery went
+  $ pophook show 3f2a9c01be7d                one message (--raw for its exact bytes)
+  $ pophook replay --failed                  send failed deliveries again, same webhook-id`;
 
 interface Runtime {
   ctx(cmd: Command): CliContext;
@@ -114,12 +117,20 @@ export function buildProgram(io: MainIo, out: Output, rt: Runtime): Command {
     .description('run pophook end to end on this machine: a demo POP3 server, a local receiver, no config')
     .option('--data-dir <dir>', 'where the archive, state, queue and demo inbox live', '.pophook')
     .option('--seed', 'copy the sample messages into the demo inbox again')
-    .option('--interval <seconds>', 'seconds between polls', seconds(0.2, 3600), 2)
+    .option(
+      '--interval <seconds>',
+      'seconds between polls (default: 2; with --config: the shortest pollEveryMinutes)',
+      seconds(0.2, 86_400),
+    )
     .option('--pop3-port <n>', 'port of the demo POP3 server (0: any free port)', integer(0, 65535), 0)
     .option('--receiver-port <n>', 'port of the webhook receiver (0: any free port)', integer(0, 65535), 0)
+    .option(
+      '-c, --config <file>',
+      'poll the mailboxes of this config and deliver to its endpoints instead (no demo server or receiver)',
+    )
     .addHelpText(
       'after',
-      '\nDrop .eml files into <data-dir>/demo/inbox/; each is fetched, archived, delivered to the receiver,\nand moved to inbox/served/. Ctrl-C to stop. "npm start" runs this.',
+      '\nDrop .eml files into <data-dir>/demo/inbox/; each is fetched, archived, delivered to the receiver,\nand moved to inbox/served/. Ctrl-C to stop (exit 0). "npm start" runs this.',
     )
     .action(async (opts, cmd: Command) => {
       const { runDev } = await import('./commands/dev.js');
@@ -132,8 +143,13 @@ export function buildProgram(io: MainIo, out: Output, rt: Runtime): Command {
     .addOption(configOption())
     .option('-m, --mailbox <id>', 'only this mailbox (repeatable)', collect)
     .option('-e, --endpoint <id>', 'only this endpoint (repeatable)', collect)
-    .option('--no-endpoints', 'skip the signed test delivery to each endpoint')
-    .option('--json', 'print results as JSON')
+    .option('--no-endpoints', 'skip the endpoint checks (and their signed test delivery)')
+    .option('--json', 'print one JSON report per mailbox and endpoint')
+    .addOption(new Option('--source-address <ip>', 'connect to mailboxes from this local address').hideHelp())
+    .addHelpText(
+      'after',
+      '\nWith --mailbox only, endpoints are not checked (and the reverse). Exits 1 when any step failed.',
+    )
     .action(async (opts, cmd: Command) => {
       const { runCheck } = await import('./commands/check.js');
       rt.setExit(await runCheck({ ...opts, config: cfg(opts) }, rt.ctx(cmd)));
@@ -189,15 +205,33 @@ export function buildProgram(io: MainIo, out: Output, rt: Runtime): Command {
   program
     .command('replay')
     .description('deliver archived messages again, with their original webhook-id')
-    .argument('[messages...]', 'message keys to replay')
+    .argument('[messages...]', 'message keys (or unique prefixes, or event ids) to replay')
     .addOption(configOption())
+    .option('-m, --mailbox <id>', 'only messages of this mailbox')
+    .option('--since <date>', 'only messages received at or after this ISO date')
+    .option('--until <date>', 'only messages received at or before this ISO date')
     .option('-e, --endpoint <id>', 'only to this endpoint (repeatable)', collect)
-    .option('--failed', 'replay every message whose last delivery failed')
-    .option('--since <date>', 'with --failed: only messages first seen at or after this ISO date')
+    .option('--failed', 'only messages whose last delivery to an endpoint failed, to that endpoint')
     .option('--dry-run', 'list what would be replayed and send nothing')
+    .option('--json', 'print what was queued as JSON')
+    .addHelpText(
+      'after',
+      '\nReplay follows the routing rules; --endpoint narrows them. Queued jobs are delivered at once.\nExits 3 when some deliveries failed, 1 when none succeeded.',
+    )
     .action(async (messages: string[], opts, cmd: Command) => {
       const { runReplay } = await import('./commands/replay.js');
       rt.setExit(await runReplay(messages, { ...opts, config: cfg(opts) }, rt.ctx(cmd)));
+    });
+
+  program
+    .command('auth <mailbox>')
+    .description('sign in to an OAuth mailbox (Microsoft 365 delegated, Gmail) and store its refresh token')
+    .addOption(configOption())
+    .option('--aws', 'store the token in AWS Secrets Manager (default: local.secretsFile)')
+    .option('--no-browser', 'print the sign-in URL only')
+    .action(async (mailbox: string, opts, cmd: Command) => {
+      const { runAuth } = await import('./commands/auth.js');
+      rt.setExit(await runAuth({ ...opts, mailbox, config: cfg(opts) }, rt.ctx(cmd)));
     });
 
   program
@@ -225,6 +259,10 @@ export function buildProgram(io: MainIo, out: Output, rt: Runtime): Command {
     .option('-p, --port <n>', 'port to listen on', integer(0, 65535), DEFAULT_UI_PORT)
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--open', 'open the page in the default browser')
+    .option('--bucket <name>', 'read a deployed stack: its archive bucket (with --table)')
+    .option('--table <name>', 'read a deployed stack: its state table (with --bucket)')
+    .option('--queue-url <url>', 'with --bucket: the delivery queue, so replay works (else read-only)')
+    .option('--region <region>', 'AWS region of the stack (default: aws.region, then your AWS profile)')
     .action(async (opts, cmd: Command) => {
       const { runUi } = await import('./commands/ui.js');
       rt.setExit(await runUi({ ...opts, config: cfg(opts) }, rt.ctx(cmd)));

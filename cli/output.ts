@@ -10,9 +10,12 @@ import { scrubSecrets, serializeError } from '../shared/log.js';
 
 /** The subset of a stream the output needs (process.stdout, or a capture in tests). */
 export interface OutStream {
-  write(chunk: string): unknown;
+  /** Text, or raw bytes (`pophook show --raw`). Returns false when the caller should wait for 'drain'. */
+  write(chunk: string | Uint8Array): unknown;
   isTTY?: boolean;
   columns?: number;
+  /** Present on real streams: lets byte writers respect backpressure. */
+  once?(event: 'drain', listener: () => void): unknown;
 }
 
 export interface Style extends TextStyle {
@@ -116,8 +119,13 @@ export interface Output {
   readonly interactive: boolean;
   /** A result line on stdout. */
   print(line?: string): void;
-  /** Raw text on stdout (JSON, a raw message). */
+  /** Raw text on stdout (JSON). */
   write(text: string): void;
+  /**
+   * Exact bytes on stdout (a raw message), never scrubbed or re-encoded. Resolves once the stream can
+   * take more, so piping a 50 MB message keeps memory flat.
+   */
+  writeBytes(bytes: Uint8Array): Promise<void>;
   info(message: string): void;
   success(message: string): void;
   warn(message: string): void;
@@ -169,6 +177,11 @@ export function createOutput(options: OutputOptions): Output {
     interactive,
     print: (line = '') => around(() => stdout.write(`${scrubSecrets(line)}\n`)),
     write: (text) => around(() => stdout.write(text)),
+    writeBytes: async (bytes) => {
+      clearLine();
+      if (stdout.write(bytes) === false && stdout.once)
+        await new Promise<void>((resolve) => stdout.once?.('drain', resolve));
+    },
     info: (m) => toErr(m),
     success: (m) => toErr(`${errStyle.green('ok')} ${m}`),
     warn: (m) => toErr(`${errStyle.yellow('warning:')} ${m}`),

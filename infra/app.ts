@@ -1,6 +1,6 @@
 /**
  * CDK app entry (`cdk.json`: `npx tsx infra/app.ts`). The one place in infra that reads the process
- * environment. Context: `-c config=PATH` (else POPHOOK_CONFIG, else pophook.config.yaml),
+ * environment. Context: `-c config=PATH` (else POPHOOK_CONFIG, else pophook.yaml),
  * `-c stackName=NAME` (default Pophook; its lowercase form is the metrics' service name).
  */
 import { existsSync } from 'node:fs';

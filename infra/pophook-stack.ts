@@ -50,7 +50,7 @@ export function addPophookChecks(app: App): void {
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new ServerlessChecks(app));
 }
 
-export const DEFAULT_CONFIG_PATH = 'pophook.config.yaml';
+export const DEFAULT_CONFIG_PATH = 'pophook.yaml';
 export const EXAMPLE_CONFIG_PATH = 'examples/pophook.config.yaml';
 
 export interface ConfigPathInputs {
@@ -64,7 +64,7 @@ export interface ConfigPathInputs {
 }
 
 /**
- * Picks the config file: `-c config=PATH`, then POPHOOK_CONFIG, then `pophook.config.yaml`. Only in CI
+ * Picks the config file: `-c config=PATH`, then POPHOOK_CONFIG, then `pophook.yaml`. Only in CI
  * (or with `-c config=examples/pophook.config.yaml`) does a missing default fall back to the example,
  * so nobody deploys example.com mailboxes by accident.
  */

@@ -26,9 +26,12 @@ import {
 import { hasNoMessages, seedDemoInbox } from '../../shared/demo/seed.js';
 import type { Logger } from '../../shared/log.js';
 import { silentLogger } from '../../shared/log.js';
+import { type LocalPipelineEvent, runLocalPipeline } from '../../shared/runtime/local.js';
+import { LocalStateStore } from '../../shared/state/local-state.js';
 import { type CliContext, displayPath, EXIT, type ExitCode, UsageError } from '../context.js';
-// WIRING: replace '../pipeline-stub.js' with '../../shared/runtime/local.js' once it exists.
-import { type LocalPipelineEvent, runLocalPipeline } from '../pipeline-stub.js';
+import { commandLogger, dataDirOf, ensureDataDir, loadCliConfig, reclaimDeadLeases } from '../local.js';
+import { formatDuration, type Output } from '../output.js';
+import { describePollRecord } from '../poll-report.js';
 
 /** How often the dev loop polls: fast enough that a dropped file shows up "at once". */
 export const DEV_POLL_INTERVAL_MS = 2000;
@@ -49,8 +52,10 @@ export interface DevOptions {
   receiverPort: number;
   /** Copy the sample messages into the inbox again, even if it was seeded before. */
   seed?: boolean;
-  /** Seconds between polls. */
+  /** Seconds between polls (default: 2 s for the demo; with `config`, the shortest pollEveryMinutes). */
   interval?: number;
+  /** A real config: poll its mailboxes and deliver to its endpoints; no demo server, no receiver. */
+  config?: string;
 }
 
 export interface DevPaths {
@@ -225,21 +230,97 @@ export async function prepareDevEnvironment(params: {
   };
 }
 
-function describePipelineEvent(event: LocalPipelineEvent): string | undefined {
-  if (event.type === 'poll') {
-    const p = event.poll;
-    if (p.outcome === 'ok' && p.fetched === 0) return undefined; // the quiet, common case
-    const base = `polled ${p.mailboxId}: ${p.outcome}, ${p.fetched} fetched, ${p.deleted} deleted`;
-    return p.errorMessage ? `${base} (${p.errorMessage})` : base;
-  }
-  const a = event.attempt;
-  if (a.outcome === 'delivered') return undefined; // the receiver prints these itself
-  return `delivery to ${a.endpointId}: ${a.outcome}${a.status ? ` (HTTP ${a.status})` : ''}${a.errorCode ? ` ${a.errorCode}` : ''}`;
+/**
+ * Turns the loop's events into lines: every poll that did something or changed outcome, the first poll
+ * of each mailbox (so a quiet mailbox visibly works), and every delivery the receiver does not print.
+ */
+export function pipelinePrinter(out: Output, options: { receiverPrintsDeliveries: boolean }) {
+  const lastOutcome = new Map<string, string>();
+  return (event: LocalPipelineEvent): void => {
+    const s = out.errStyle;
+    if (event.type === 'poll') {
+      const p = event.poll;
+      const previous = lastOutcome.get(p.mailboxId);
+      const key = `${p.outcome}:${p.errorCode ?? ''}`;
+      lastOutcome.set(p.mailboxId, key);
+      const busy = p.fetched > 0 || p.deleted > 0;
+      if (!busy && previous === key) return; // the quiet, common case
+      const { line, failed } = describePollRecord(p);
+      const time = new Date(p.finishedAt).toISOString().slice(11, 19);
+      out.info(`${s.dim(time)} ${failed ? s.red(line) : p.outcome === 'ok' ? line : s.yellow(line)}`);
+      return;
+    }
+    const a = event.attempt;
+    if (a.outcome === 'delivered' && options.receiverPrintsDeliveries) return;
+    const time = a.at.slice(11, 19);
+    const what = `${a.webhookId} to ${a.endpointId}`;
+    const status = a.status ? `HTTP ${a.status}` : (a.errorCode ?? 'no response');
+    if (a.outcome === 'delivered') {
+      out.info(`${s.dim(time)} ${s.green('delivered')} ${what} (${status}, ${formatDuration(a.latencyMs)})`);
+      return;
+    }
+    const next = a.nextAttemptAt ? `; next attempt at ${a.nextAttemptAt.slice(11, 19)}` : '';
+    const snippet = a.response ? `: ${a.response.slice(0, 120)}` : '';
+    out.info(`${s.dim(time)} ${s.yellow(`delivery ${a.outcome}`)} ${what} (${status}${snippet})${next}`);
+  };
+}
+
+async function releaseDeadLeases(dataDir: string, mailboxIds: string[], ctx: CliContext): Promise<void> {
+  const state = new LocalStateStore({ dir: path.join(dataDir, 'state') });
+  for (const r of await reclaimDeadLeases(state, mailboxIds))
+    ctx.out.info(
+      ctx.out.errStyle.dim(
+        `released the lease on ${r.mailboxId} left by pophook process ${r.pid}, which is no longer running`,
+      ),
+    );
+}
+
+/** `pophook dev --config FILE`: the same loop against real mailboxes and endpoints. */
+async function runDevWithConfig(opts: DevOptions, file: string, ctx: CliContext): Promise<ExitCode> {
+  const out = ctx.out;
+  const { config, shown } = await loadCliConfig(file, ctx);
+  const dataDir = dataDirOf(config, ctx.cwd);
+  await ensureDataDir(dataDir, ctx);
+  const shortest = Math.min(...config.mailboxes.map((m) => m.pollEveryMinutes)) * 60;
+  const intervalMs = Math.round((opts.interval ?? shortest) * 1000);
+  const s = out.errStyle;
+  out.info('');
+  out.info(
+    `${s.bold('pophook dev')} with ${s.cyan(shown)}: polling real mailboxes, delivering to real endpoints`,
+  );
+  for (const m of config.mailboxes)
+    out.info(
+      `  mailbox   ${s.cyan(m.id)}  ${m.user} @ ${m.host}:${m.port ?? (m.tls === 'implicit' ? 995 : 110)}`,
+    );
+  for (const e of config.endpoints) out.info(`  endpoint  ${s.cyan(e.id)}  ${e.url}`);
+  out.info(`  data      ${displayPath(dataDir, ctx.cwd)}/ (archive, state, queue)`);
+  out.info(
+    `  every     ${formatDuration(intervalMs)}${opts.interval === undefined ? ' (the shortest pollEveryMinutes)' : ''}`,
+  );
+  out.info(s.dim('  Ctrl-C to stop (the message in flight is finished or left on the server, never lost).'));
+  out.info('');
+  await releaseDeadLeases(
+    dataDir,
+    config.mailboxes.map((m) => m.id),
+    ctx,
+  );
+  await runLocalPipeline(config, {
+    intervalMs,
+    signal: ctx.signal,
+    logger: commandLogger(ctx.logger),
+    env: ctx.env,
+    baseDir: ctx.cwd,
+    onEvent: pipelinePrinter(out, { receiverPrintsDeliveries: false }),
+  });
+  out.info('stopped');
+  return EXIT.OK;
 }
 
 export async function runDev(opts: DevOptions, ctx: CliContext): Promise<ExitCode> {
+  if (opts.config) return runDevWithConfig(opts, opts.config, ctx);
   const out = ctx.out;
   const intervalMs = opts.interval === undefined ? DEV_POLL_INTERVAL_MS : Math.round(opts.interval * 1000);
+  await ensureDataDir(path.resolve(ctx.cwd, opts.dataDir), ctx);
   const env = await prepareDevEnvironment({
     cwd: ctx.cwd,
     dataDir: opts.dataDir,
@@ -271,17 +352,18 @@ export async function runDev(opts: DevOptions, ctx: CliContext): Promise<ExitCod
     );
     out.info(s.dim('  Ctrl-C to stop.'));
     out.info('');
+    await releaseDeadLeases(env.paths.dataDir, [DEV_MAILBOX_ID], ctx);
     await runLocalPipeline(env.config, {
       intervalMs,
       signal: ctx.signal,
-      logger: ctx.logger,
-      onEvent: (event) => {
-        const line = describePipelineEvent(event);
-        if (line) out.info(s.dim(line));
-      },
+      logger: commandLogger(ctx.logger),
+      env: ctx.env,
+      baseDir: ctx.cwd,
+      onEvent: pipelinePrinter(out, { receiverPrintsDeliveries: true }),
     });
   } finally {
     await env.close();
   }
+  out.info('stopped');
   return EXIT.OK;
 }

@@ -368,7 +368,7 @@ function staticEnvironment(config: PophookConfig, serviceName: string): Record<s
  * function, alarms and a dashboard. See the module comment for the architecture and scaling notes.
  *
  * @example
- * const config = await loadConfigFile('pophook.config.yaml');
+ * const config = await loadConfigFile('pophook.yaml');
  * new Pophook(stack, 'Pophook', { config });
  */
 export class Pophook extends Construct {

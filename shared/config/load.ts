@@ -3,6 +3,7 @@
  * e.g. `mailboxes[0].port: expected a number from 1 to 65535 (got "abc")`.
  */
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { parseConfig } from './parse.js';
@@ -20,7 +21,35 @@ export function parseConfigText(text: string, source = 'config'): PophookConfig 
   return parseConfig(raw, source);
 }
 
-export async function loadConfigFile(path: string): Promise<PophookConfig> {
+/**
+ * `ca:` may be inline PEM or a file path (relative to `baseDir`); paths are replaced by the file's
+ * PEM text here, at the boundary, so the Lambda functions (which have no such file) get the PEM.
+ */
+export async function inlineCaFiles(
+  config: PophookConfig,
+  baseDir: string,
+  source = 'config',
+): Promise<void> {
+  await Promise.all(
+    config.mailboxes.map(async (m, i) => {
+      if (m.ca === undefined || m.ca.includes('-----BEGIN')) return;
+      const caFile = resolve(baseDir, m.ca);
+      try {
+        m.ca = await readFile(caFile, 'utf8');
+      } catch (err) {
+        throw new ConfigError(
+          `${source}: mailboxes[${i}].ca: cannot read the file ${m.ca} (${(err as NodeJS.ErrnoException).code ?? 'error'}); give a PEM certificate inline or a readable file path.`,
+        );
+      }
+      if (!m.ca.includes('-----BEGIN'))
+        throw new ConfigError(
+          `${source}: mailboxes[${i}].ca: ${caFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----).`,
+        );
+    }),
+  );
+}
+
+export async function loadConfigFile(path: string, baseDir = process.cwd()): Promise<PophookConfig> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -32,5 +61,7 @@ export async function loadConfigFile(path: string): Promise<PophookConfig> {
       },
     );
   }
-  return parseConfigText(text, path);
+  const config = parseConfigText(text, path);
+  await inlineCaFiles(config, baseDir, path);
+  return config;
 }

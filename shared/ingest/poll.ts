@@ -271,7 +271,9 @@ class PollRun {
       ...(mailbox.pinSha256 ? { pinSha256: mailbox.pinSha256 } : {}),
       allowInsecureAuth: mailbox.allowInsecureAuth,
       logger: this.logger,
-      ...(deps.signal ? { signal: deps.signal } : {}),
+      // deps.signal is deliberately not passed: an abort (Ctrl-C) stops the poll between bursts so the
+      // current messages finish, DELEs commit with QUIT and nothing is fetched twice. Session timeouts
+      // still bound how long that takes.
       ...(pipeliningBroken.has(mailbox.id) ? { pipelining: false } : {}),
       ...deps.connectOptions,
       timeouts: { ...(sessionMs ? { sessionMs } : {}), ...deps.connectOptions?.timeouts },

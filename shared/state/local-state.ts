@@ -122,6 +122,18 @@ export class LocalStateStore implements StateStore, DeliveryLog {
     });
   }
 
+  /**
+   * The lease of `mailboxId` as it stands, if held (not released). Lets local tools find the lease of a
+   * `pophook` process that died (SIGKILL, power loss) and release it instead of waiting for the TTL.
+   */
+  async peekLease(mailboxId: string): Promise<Lease | undefined> {
+    return this.io('peekLease', async () => {
+      const current = await this.currentLease(this.path('leases', segment(mailboxId, 'mailbox id')));
+      if (!current.lease || current.lease.released) return undefined;
+      return { mailboxId, owner: current.lease.owner, expiresAt: current.lease.expiresAt };
+    });
+  }
+
   private async currentLease(leaseDir: string): Promise<{ generation: number; lease?: LeaseFile }> {
     for (let i = 0; i < LEASE_READ_RETRIES; i++) {
       const generation = await maxGeneration(leaseDir);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,7 +45,18 @@ describe.concurrent('the pophook binary (child process, run from another directo
   it('--help lists the commands and exits 0', async () => {
     const { code, stdout } = await run(['--help']);
     expect(code).toBe(0);
-    for (const command of ['dev', 'check', 'poll', 'list', 'show', 'replay', 'listen', 'ui', 'config'])
+    for (const command of [
+      'dev',
+      'check',
+      'poll',
+      'list',
+      'show',
+      'replay',
+      'auth',
+      'listen',
+      'ui',
+      'config',
+    ])
       expect(stdout).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
     expect(stdout).not.toContain('demo-server');
     expect(stdout).toContain('Exit codes');
@@ -120,12 +131,63 @@ describe('main (in-process)', () => {
     expect(missing.stderr.text).toContain('No config file found: pass --config FILE');
   });
 
-  it('commands not wired yet fail with exit 1 and a clear message', async () => {
-    for (const args of [['poll'], ['check'], ['list'], ['show', 'abc'], ['replay', '--failed'], ['ui']]) {
-      const { code, stderr } = await inProcess(args);
-      expect(code).toBe(1);
-      expect(stderr.text).toContain('is not available yet');
+  it('ui without a config says how to get one (exit 2)', async () => {
+    const { code, stderr } = await inProcess(['ui']);
+    expect(code).toBe(2);
+    expect(stderr.text).toContain('No config file found: pass --config FILE');
+  });
+
+  it('a malformed config names the field; an unknown mailbox lists the known ones; no stack trace', async () => {
+    for (const command of [
+      ['poll'],
+      ['list'],
+      ['check'],
+      ['replay', '--failed'],
+      ['show', 'abcdef'],
+      ['dev'],
+    ]) {
+      const { code, stderr, stdout } = await inProcess([...command, '-c', fixture('invalid.yaml')]);
+      expect(code, command[0]).toBe(2);
+      expect(stdout.text).toBe('');
+      expect(stderr.text).toContain('invalid.yaml has 2 problems');
+      expect(stderr.text).toContain('mailboxes[0].port: expected a number (got the text "abc")');
+      expect(stderr.text).toContain('did you mean "retention"');
+      expect(stderr.text).not.toMatch(STACK_LINE);
     }
+    const unknown = await inProcess(['poll', '-m', 'sales', '-c', fixture('valid.yaml')]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr.text).toBe(
+      'error: No mailbox "sales" in the config (mailboxes: support, billing).\n',
+    );
+    const missing = await inProcess(['list', '-c', 'nope.yaml']);
+    expect(missing.stderr.text).toBe(
+      'error: Config file nope.yaml does not exist; check the path given to --config.\n',
+    );
+  });
+
+  it('a data directory that is a file: one clear line and exit 2, for every local command', async () => {
+    const notADir = path.join(elsewhere, 'data-is-a-file');
+    await writeFile(notADir, 'x');
+    const config = path.join(elsewhere, 'file-data.yaml');
+    await writeFile(
+      config,
+      (await readFile(fixture('valid.yaml'), 'utf8')).replace(
+        '$schema',
+        `local: { dataDir: ${notADir} }\n$schema`,
+      ),
+    );
+    for (const command of [['poll'], ['list'], ['show', 'abcdef'], ['replay', '--failed']]) {
+      const { code, stderr } = await inProcess([...command, '-c', config]);
+      expect(code, command[0]).toBe(2);
+      expect(stderr.text).toBe(
+        'error: The data directory data-is-a-file is a file, not a directory; set local.dataDir in the config to a directory.\n',
+      );
+    }
+    const dev = await inProcess(['dev', '--data-dir', path.join(notADir, 'sub')]);
+    expect(dev.code).toBe(2);
+    expect(dev.stderr.text).toMatch(
+      /^error: The data directory .+ cannot be used \(part of its path is a file\); /,
+    );
   });
 
   it('rejects bad option values with exit 2', async () => {

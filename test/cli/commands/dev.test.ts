@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,7 @@ import { createCliLogger, createOutput } from '../../../cli/output.js';
 import type { ReceivedDelivery } from '../../../shared/demo/receiver.js';
 import { RawPop3 } from '../../shared/demo/raw-pop3.js';
 import { capture } from '../capture.js';
+import { spawnCli } from '../helpers.js';
 
 let cwd: string;
 const envs: DevEnvironment[] = [];
@@ -121,13 +122,8 @@ describe('pophook dev setup', () => {
       debug: false,
       signal: AbortSignal.abort(),
     };
-    // Ctrl-C already pressed: the real loop returns at once; the stub (until shared/runtime/local.ts is
-    // wired) throws "not available yet". Either way the banner is out and both servers are stopped.
-    const outcome = await runDev({ dataDir: '.pophook', pop3Port: 0, receiverPort: 0 }, ctx).catch(
-      (err: Error) => err.message,
-    );
-    if (typeof outcome === 'string') expect(outcome).toMatch(/not available yet/);
-    else expect(outcome).toBe(0);
+    // Ctrl-C already pressed: the loop returns at once, and both servers are stopped.
+    expect(await runDev({ dataDir: '.pophook', pop3Port: 0, receiverPort: 0 }, ctx)).toBe(0);
     expect(stderr.text).toContain('Drop .eml files into');
     expect(stderr.text).toContain(path.join('.pophook', 'demo', 'inbox'));
     const port = Number(/127\.0\.0\.1:(\d+) \(user demo/.exec(stderr.text)?.[1]);
@@ -142,3 +138,51 @@ describe('pophook dev setup', () => {
     expect(refused).toBe(true);
   });
 });
+
+describe('pophook dev, the real binary', () => {
+  it('delivers a dropped .eml to the built-in receiver, archives it byte-exact, and stops cleanly on Ctrl-C', async () => {
+    const child = spawnCli(['dev', '--data-dir', 'data', '--interval', '0.3'], { cwd });
+    try {
+      await child.waitFor(/Drop \.eml files into/);
+      // Let the seeded samples go through first, so the dropped file is fetched on its own.
+      await child.waitFor(/demo: 6 new/);
+      const body = [
+        'From: Dev Test <dev@example.test>',
+        'To: demo@pophook.local',
+        'Subject: dropped by the dev test',
+        'Message-ID: <dev-test-1@example.test>',
+        'Date: Tue, 03 Mar 2026 10:00:00 +0000',
+        'MIME-Version: 1.0',
+        'Content-Type: text/plain; charset=utf-8',
+        '',
+        'LF line endings on disk; the demo server serves CRLF.',
+        '',
+      ].join('\n');
+      const inbox = path.join(cwd, 'data', 'demo', 'inbox');
+      await writeFile(path.join(inbox, '.dropped.tmp'), body);
+      await rename(path.join(inbox, '.dropped.tmp'), path.join(inbox, 'dropped.eml'));
+      const delivered = await child.waitFor(
+        /email\.received {2}verified: yes\n {2}webhook-id {2}(msg_[0-9a-f]+)\n(?: {2}.*\n)*? {2}subject {5}dropped by the dev test/,
+      );
+      const messageKey = (delivered[1] as string).slice('msg_'.length);
+      const served = Buffer.from(body.replace(/\n/g, '\r\n'));
+      const archived = await findFile(path.join(cwd, 'data', 'archive', 'raw', 'demo'), `${messageKey}.eml`);
+      expect((await readFile(archived)).equals(served)).toBe(true);
+    } finally {
+      child.process.kill('SIGINT');
+    }
+    expect(await child.exited).toBe(0);
+    expect(child.stderr).toContain('stopped');
+    expect(child.stderr).not.toMatch(/error/i);
+    // The lease was released: its newest generation says so.
+    const leaseDir = path.join(cwd, 'data', 'state', 'leases', 'demo');
+    const newest = (await readdir(leaseDir)).sort().at(-1) as string;
+    expect(JSON.parse(await readFile(path.join(leaseDir, newest), 'utf8'))).toMatchObject({ released: true });
+  }, 30_000);
+});
+
+async function findFile(dir: string, name: string): Promise<string> {
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true }))
+    if (entry.isFile() && entry.name === name) return path.join(entry.parentPath, entry.name);
+  throw new Error(`${name} not found under ${dir}`);
+}
