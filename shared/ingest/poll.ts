@@ -11,7 +11,7 @@
  * (create-only writes at a deterministic key) or a second event id.
  */
 
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { EndpointConfig, MailboxConfig, PophookConfig } from '../config/schema.js';
 import { ConfigError, errorCode, isPophookError, PophookError } from '../errors.js';
@@ -39,9 +39,16 @@ export const DEADLINE_MARGIN_MS = 20_000;
 /** An OAuth session ends this long before its access token expires. */
 export const TOKEN_EXPIRY_MARGIN_MS = 60_000;
 /** Messages fetched per pipelined burst; the deadline, abort signal and lease are checked between bursts. */
-export const FETCH_BURST = 20;
-/** Messages whose archived copy is parsed and enqueued concurrently while the next RETRs stream in. */
-export const POST_ARCHIVE_CONCURRENCY = 4;
+export const FETCH_BURST = 50;
+/**
+ * Background tasks (archive writes, parse + enqueue) in flight while the next RETRs stream in: enough to
+ * hide disk-sync and S3 latency behind the network, small enough to bound memory and open files.
+ */
+export const PIPELINE_CONCURRENCY = 16;
+/** Messages up to this size (per LIST) are read into memory and archived in the background. */
+export const INLINE_ARCHIVE_MAX_BYTES = 256 * 1024;
+/** A server whose RETR exceeds its own LIST size by this factor is lying; stop buffering it. */
+export const INLINE_LIE_FACTOR = 4;
 /** State writes issued at once when pre-registering a burst. */
 export const STATE_WRITE_CONCURRENCY = 16;
 
@@ -532,6 +539,15 @@ class PollRun {
       const action = burst[i] as (typeof burst)[number];
       const record = records[i] as MessageRecord;
       try {
+        if (action.message.size <= INLINE_ARCHIVE_MAX_BYTES && !dedupeByContent) {
+          // Small message (nearly all mail): read it off the wire now and archive it in the background,
+          // so the next RETR streams in while this one's disk or S3 write completes. Memory stays
+          // bounded: PIPELINE_CONCURRENCY x INLINE_ARCHIVE_MAX_BYTES at most.
+          const bytes = await collect(stream, INLINE_ARCHIVE_MAX_BYTES * INLINE_LIE_FACTOR);
+          await this.waitForSlot();
+          this.track(this.archiveOne(Readable.from([bytes]), record, action.message, false));
+          continue;
+        }
         await this.archiveOne(stream, record, action.message, dedupeByContent);
       } catch (err) {
         // The server refused this one RETR (deleted by another client, or broken on its side): skip it,
@@ -545,7 +561,7 @@ class PollRun {
   }
 
   private async archiveOne(
-    stream: Pop3MessageStream,
+    stream: Readable,
     record: MessageRecord,
     message: ListedMessage,
     dedupeByContent: boolean,
@@ -619,7 +635,12 @@ class PollRun {
 
   /** Parse, write the event, enqueue: runs beside the next RETRs, bounded. */
   private afterArchive(record: MessageRecord, message: ListedMessage): void {
-    const task = this.postArchive(record, message).catch((err: unknown) => {
+    this.track(this.postArchive(record, message));
+  }
+
+  /** Runs `work` in the background pool; its failure stops the poll (after the burst) like a crash. */
+  private track(work: Promise<void>): void {
+    const task = work.catch((err: unknown) => {
       this.stageError ??= err;
     });
     const tracked = task.finally(() => this.pending.delete(tracked));
@@ -627,7 +648,7 @@ class PollRun {
   }
 
   private async waitForSlot(): Promise<void> {
-    while (this.pending.size >= POST_ARCHIVE_CONCURRENCY) await Promise.race(this.pending);
+    while (this.pending.size >= PIPELINE_CONCURRENCY) await Promise.race(this.pending);
   }
 
   private async drain(): Promise<void> {
@@ -729,6 +750,27 @@ class PollRun {
       }
     }
   }
+}
+
+/** Reads a whole (small) stream; a server sending far more than it announced is a protocol error. */
+async function collect(stream: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) {
+      stream.destroy();
+      throw new PophookError(
+        'POP3_PROTOCOL',
+        'The server sent far more bytes for a message than its LIST size.',
+        {
+          transient: true,
+        },
+      );
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
 }
 
 /** True when `err` or any error in its cause chain carries `code`. */
