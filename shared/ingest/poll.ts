@@ -380,10 +380,17 @@ class PollRun {
     await session.quit();
     await this.hook('after-quit', undefined);
     const deletedAt = new Date(deps.clock.now()).toISOString();
-    for (const { record } of this.toDelete) {
-      await deps.state.putMessage({ ...record, status: 'deleted', deletedAt, updatedAt: deletedAt });
-      result.deleted++;
-    }
+    let next = 0;
+    const markDeleted = async () => {
+      while (next < this.toDelete.length) {
+        const { record } = this.toDelete[next++] as (typeof this.toDelete)[number];
+        await deps.state.putMessage({ ...record, status: 'deleted', deletedAt, updatedAt: deletedAt });
+        result.deleted++;
+      }
+    };
+    await Promise.all(
+      Array.from({ length: Math.min(STATE_WRITE_CONCURRENCY, this.toDelete.length) }, markDeleted),
+    );
     if (this.toDelete.length)
       this.metrics.add('MessagesDeleted', this.toDelete.length, { MailboxId: mailbox.id });
     result.remaining = listed.length - this.toDelete.length;
