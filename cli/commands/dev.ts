@@ -5,11 +5,13 @@
  * at the other, and runs the local poll/deliver loop every 2 seconds. Dropping an `.eml` file into the
  * inbox folder makes it arrive at the receiver moments later.
  */
+
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseConfig } from '../../shared/config/load.js';
 import type { PophookConfig } from '../../shared/config/schema.js';
+import { startLocalConsole } from '../../shared/console/server.js';
 import {
   type DemoPop3Server,
   generateDemoPassword,
@@ -333,7 +335,13 @@ export async function runDev(opts: DevOptions, ctx: CliContext): Promise<ExitCod
     },
     logger: ctx.logger,
   });
+  let ui: Awaited<ReturnType<typeof startLocalConsole>> | undefined;
   try {
+    ui = await startLocalConsole(env.config, {
+      port: 0,
+      logger: ctx.logger,
+      runtime: { baseDir: ctx.cwd, env: ctx.env, logger: ctx.logger },
+    });
     const s = out.errStyle;
     const rel = (p: string) => displayPath(p, ctx.cwd);
     out.info('');
@@ -344,6 +352,7 @@ export async function runDev(opts: DevOptions, ctx: CliContext): Promise<ExitCod
     out.info(`  webhook receiver   ${s.cyan(env.receiver.url)} (verifies Standard Webhooks signatures)`);
     out.info(`  data               ${rel(env.paths.dataDir)}/ (archive, state, queue)`);
     out.info(`  secrets            ${rel(env.paths.secretsFile)} (demo password and whsec_ signing secret)`);
+    out.info(`  console            ${s.cyan(ui.loginUrl)} (private: the link carries its access token)`);
     if (env.seeded.length > 0)
       out.info(`  seeded             ${env.seeded.length} sample messages into the inbox`);
     out.info('');
@@ -362,6 +371,7 @@ export async function runDev(opts: DevOptions, ctx: CliContext): Promise<ExitCod
       onEvent: pipelinePrinter(out, { receiverPrintsDeliveries: true }),
     });
   } finally {
+    await ui?.close();
     await env.close();
   }
   out.info('stopped');
