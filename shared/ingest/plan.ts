@@ -29,6 +29,12 @@ export const UIDL_RESET_RATIO = 0.9;
 
 const DAY_MS = 86_400_000;
 
+/**
+ * A message whose fetch broke the session this many times is set aside (kept on the server, never
+ * deleted, logged each poll) so that one poison message cannot stop every later one from arriving.
+ */
+export const MAX_MESSAGE_FAILURES = 5;
+
 export function retentionAllowsDelete(retention: Retention, record: MessageRecord, now: number): boolean {
   if (retention === 'delete') return true;
   if (retention === 'keep') return false;
@@ -49,7 +55,14 @@ export function planPoll(input: {
     const record = byId.get(recordId(message.uidl, message.occurrence));
     if (record) matched++;
     const oversize = message.size > input.maxMessageBytes;
-    if (!record || record.status === 'seen' || record.status === 'archived') {
+    if (
+      record &&
+      (record.failures ?? 0) >= MAX_MESSAGE_FAILURES &&
+      record.status !== 'enqueued' &&
+      record.status !== 'deleted'
+    ) {
+      actions.push({ kind: 'none', message, record });
+    } else if (!record || record.status === 'seen' || record.status === 'archived') {
       actions.push(
         oversize && record?.status !== 'archived'
           ? { kind: 'skip', message, ...(record ? { record } : {}) }

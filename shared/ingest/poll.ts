@@ -27,7 +27,7 @@ import type { Lease, MessageRecord, PollRecord, StateStore } from '../state/stor
 import type { Archive } from '../storage/archive.js';
 import { eventKey, rawKey } from '../storage/archive.js';
 import { eventIdFor, type ListedMessage, listMessages, messageKeyFor } from './identity.js';
-import { type PlannedAction, planPoll } from './plan.js';
+import { MAX_MESSAGE_FAILURES, type PlannedAction, planPoll } from './plan.js';
 import { type Spooled, spool } from './spool.js';
 
 /** Longer than any session (Lambda's 15 min cap) so a live run never loses it; renewed as we go. */
@@ -188,7 +188,10 @@ export async function pollMailbox(mailboxId: string, deps: PollDeps): Promise<Po
     };
     if (quiet) logger.info('Mailbox busy; will retry next poll', { code: result.error.code });
     else logger.error('Poll failed', { err });
-    if (isPophookError(err) && err.details.pipelined === true && !pipeliningBroken.has(mailboxId)) {
+    if (
+      causeChain(err).some((e) => isPophookError(e) && e.details.pipelined === true) &&
+      !pipeliningBroken.has(mailboxId)
+    ) {
       pipeliningBroken.add(mailboxId);
       logger.warn('Pipelining latched off for this mailbox after a desync', {});
     }
@@ -324,6 +327,17 @@ class PollRun {
   }
 
   async execute(session: Pop3Session): Promise<void> {
+    try {
+      await this.executeInner(session);
+    } catch (err) {
+      // Let background archive/parse/enqueue work settle before the lease is released, so the next
+      // run never overlaps with this one's writes.
+      await this.drain();
+      throw err;
+    }
+  }
+
+  private async executeInner(session: Pop3Session): Promise<void> {
     const { mailbox, deps, result } = this;
     this.progress('listing', 0, 0);
     const sizes = await session.list();
@@ -346,6 +360,13 @@ class PollRun {
     };
     const fetches: Extract<PlannedAction, { kind: 'fetch' }>[] = [];
     for (const action of plan.actions) {
+      if (action.kind === 'none' && (action.record.failures ?? 0) >= MAX_MESSAGE_FAILURES) {
+        this.logger.warn('Message set aside after repeated fetch failures; it stays on the server', {
+          messageKey: action.record.messageKey,
+          failures: action.record.failures,
+          code: action.record.lastError,
+        });
+      }
       if (action.kind === 'delete') this.toDelete.push({ n: action.message.n, record: action.record });
       else if (action.kind === 'skip') await this.reportSkipped(action.message, action.record);
       else if (action.kind === 'fetch') {
@@ -396,6 +417,27 @@ class PollRun {
     result.remaining = listed.length - this.toDelete.length;
     result.outcome = result.deferred > 0 ? 'partial' : 'ok';
     this.progress('done', fetches.length, totalBytes);
+  }
+
+  /**
+   * Counts a fetch that failed because of this message (it broke the session). After
+   * MAX_MESSAGE_FAILURES the planner sets it aside so one poison message cannot stall the mailbox.
+   */
+  private async recordFailure(record: MessageRecord, err: unknown): Promise<void> {
+    const failures = (record.failures ?? 0) + 1;
+    await this.deps.state
+      .putMessage({
+        ...record,
+        failures,
+        lastError: errorCode(err),
+        updatedAt: new Date(this.deps.clock.now()).toISOString(),
+      })
+      .catch((e: unknown) => this.logger.warn('Failure count write failed', { err: e }));
+    this.logger.warn('Message fetch failed', {
+      messageKey: record.messageKey,
+      failures,
+      code: errorCode(err),
+    });
   }
 
   /** UIDL, or (server without UIDL, delete mode only) `null` so identity comes from content. */
@@ -559,7 +601,10 @@ class PollRun {
       } catch (err) {
         // The server refused this one RETR (deleted by another client, or broken on its side): skip it,
         // keep the session; it is tried again next poll and nothing is deleted.
-        if (!hasCode(err, 'POP3_COMMAND_FAILED')) throw err;
+        if (!hasCode(err, 'POP3_COMMAND_FAILED')) {
+          if (MESSAGE_FAULT_CODES.some((code) => hasCode(err, code))) await this.recordFailure(record, err);
+          throw err;
+        }
         this.logger.warn('Server refused RETR; message skipped this poll', { messageKey: record.messageKey });
         continue;
       }
@@ -780,12 +825,21 @@ async function collect(stream: Readable, limit: number): Promise<Buffer> {
   return Buffer.concat(chunks, size);
 }
 
-/** True when `err` or any error in its cause chain carries `code`. */
-function hasCode(err: unknown, code: string, depth = 0): boolean {
-  if (depth > 5 || !(err instanceof Error)) return false;
-  if (isPophookError(err) && err.code === code) return true;
-  return hasCode(err.cause, code, depth + 1);
+/** `err` and its causes, outermost first (bounded: causes can be cyclic). */
+function causeChain(err: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let e: unknown = err; e !== undefined && out.length < 8; e = e instanceof Error ? e.cause : undefined)
+    out.push(e);
+  return out;
 }
+
+/** True when `err` or any error in its cause chain carries `code`. */
+function hasCode(err: unknown, code: string): boolean {
+  return causeChain(err).some((e) => isPophookError(e) && e.code === code);
+}
+
+/** Errors raised while reading one message off the wire that point at that message, not the session. */
+const MESSAGE_FAULT_CODES = ['POP3_MESSAGE_TOO_LARGE', 'POP3_LINE_TOO_LONG', 'POP3_PROTOCOL', 'POP3_TIMEOUT'];
 
 /** Placeholder identity while a server without UIDL is listed; replaced by the content hash. */
 const NO_UIDL = '\u0000no-uidl';

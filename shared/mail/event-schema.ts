@@ -133,14 +133,47 @@ export const EmailSkippedDataSchema = z
   .strict()
   .meta({ id: 'EmailSkippedData' });
 
+/** A pre-signed archive link (S3); absent in local mode, where `omitted` says so. */
+const LinkSchema = z.object({ url: z.string(), expiresAt: IsoDateTime }).strict();
+const OmissionSchema = z
+  .object({ field: z.string(), reason: z.string() })
+  .strict()
+  .describe('A field left out of this delivery, and why (size cap, thin payload, no link)');
+/** What delivery adds to the archived event: links, inlined content and the list of omissions. */
+const DeliveryAdditions = {
+  links: z.object({ raw: LinkSchema.optional() }).strict().optional(),
+  omitted: z.array(OmissionSchema).optional(),
+};
+const DeliveredAttachmentSchema = AttachmentInfoSchema.extend({
+  url: z.string().optional(),
+  expiresAt: IsoDateTime.optional(),
+  content: z.string().optional().describe('Base64 bytes, when small enough to inline'),
+});
+
+/**
+ * The delivered `email.received` data: the archived event (every field present in `full` mode, unless
+ * listed in `omitted` because of the size cap; `thin` mode keeps ids, metadata and links) plus links.
+ */
+const DeliveredReceivedDataSchema = EmailReceivedDataSchema.partial()
+  .required({ version: true, eventId: true, messageKey: true, mailboxId: true })
+  .extend({ attachments: z.array(DeliveredAttachmentSchema).optional(), ...DeliveryAdditions })
+  .meta({ id: 'DeliveredEmailReceivedData' });
+const DeliveredSkippedDataSchema = EmailSkippedDataSchema.extend(DeliveryAdditions).meta({
+  id: 'DeliveredEmailSkippedData',
+});
+
 /** The Standard Webhooks body: `{ type, timestamp, data }`. */
 export const WebhookBodySchema = z
   .discriminatedUnion('type', [
     z
-      .object({ type: z.literal('email.received'), timestamp: IsoDateTime, data: EmailReceivedDataSchema })
+      .object({
+        type: z.literal('email.received'),
+        timestamp: IsoDateTime,
+        data: DeliveredReceivedDataSchema,
+      })
       .strict(),
     z
-      .object({ type: z.literal('email.skipped'), timestamp: IsoDateTime, data: EmailSkippedDataSchema })
+      .object({ type: z.literal('email.skipped'), timestamp: IsoDateTime, data: DeliveredSkippedDataSchema })
       .strict(),
   ])
   .meta({

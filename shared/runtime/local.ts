@@ -40,6 +40,8 @@ import { LocalStateStore } from '../state/local-state.js';
 import type { DeliveryAttempt, PollRecord } from '../state/store.js';
 import { LocalArchive } from '../storage/local-archive.js';
 
+/** Archive temp files older than this are crash leftovers and removed when a runtime opens. */
+export const STALE_TEMP_MS = 60 * 60 * 1000;
 /** Pause between delivery drains when the queue is empty. */
 export const LOCAL_DELIVERY_IDLE_MS = 250;
 
@@ -86,6 +88,11 @@ export async function createLocalRuntime(
     env: options.env ?? {},
     logger,
   });
+  // Temp files a killed run left behind (never visible as archive objects); an hour is far longer
+  // than any write in progress by another process sharing this data directory.
+  await archive
+    .cleanupTemp(STALE_TEMP_MS)
+    .catch((err: unknown) => logger.warn('Temp cleanup failed', { err }));
   const http = createWebhookHttp(options.http);
   const credentials =
     options.credentials ??

@@ -65,7 +65,9 @@ const pad = (n: number) => String(n).padStart(2, '0');
 export function safeSegment(text: string, maxLength = 100): string {
   const cleaned = text
     .normalize('NFKC')
-    .replace(/[\u0000-\u001f\u007f]/g, '')
+    // Control and invisible format characters (bidi overrides such as U+202E make `gnp.exe` read as
+    // `exe.png`) never belong in a key a person reads.
+    .replace(/[\u0000-\u001f\u007f\p{Cf}]/gu, '')
     .replace(/[/\\:*?"<>|]/g, '_')
     .replace(/^\.+/, '_')
     .replace(/\s+/g, ' ')

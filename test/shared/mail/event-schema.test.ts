@@ -68,12 +68,39 @@ describe('docs/event.schema.json', () => {
     expect(WebhookBodySchema.safeParse(body).success).toBe(true);
   });
 
+  it('accepts what delivery sends: links, inlined content, omissions, thin payloads', async () => {
+    const data = await parseMessage(makeInput(MESSAGE), recordingDeps());
+    const links = {
+      raw: {
+        url: 'https://bucket.s3.amazonaws.com/raw?X-Amz-Signature=x',
+        expiresAt: '2024-05-01T18:00:01.000Z',
+      },
+    };
+    const full = {
+      type: 'email.received',
+      timestamp: '2024-05-01T12:00:01.000Z',
+      data: { ...data, links, omitted: [{ field: 'html', reason: 'maxBodyBytes' }] },
+    };
+    const { text, html, headers, ...thinData } = data;
+    void [text, html, headers];
+    const thin = {
+      ...full,
+      data: { ...thinData, links, omitted: [{ field: 'text', reason: 'thin payload' }] },
+    };
+    for (const body of [full, thin]) {
+      const plain = JSON.parse(JSON.stringify(body)) as unknown;
+      expect(validateJsonSchema(schema, plain)).toEqual([]);
+      expect(WebhookBodySchema.safeParse(plain).success).toBe(true);
+    }
+  });
+
   it('rejects bodies that break the contract', async () => {
     const data = await parseMessage(makeInput(MESSAGE), recordingDeps());
     const good = { type: 'email.received', timestamp: '2024-05-01T12:00:01.000Z', data };
     const bad: [string, unknown][] = [
       ['unknown type', { ...good, type: 'email.deleted' }],
-      ['missing field', { ...good, data: { ...data, subject: undefined } }],
+      ['missing identity field', { ...good, data: { ...data, eventId: undefined } }],
+      ['bad link', { ...good, data: { ...data, links: { raw: { url: 'u' } } } }],
       ['extra field', { ...good, data: { ...data, surprise: true } }],
       ['wrong version', { ...good, data: { ...data, version: 2 } }],
       ['bad date', { ...good, data: { ...data, date: 'yesterday' } }],
