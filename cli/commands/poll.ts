@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { MailboxConfig } from '../../shared/config/schema.js';
 import type { WorkerStats } from '../../shared/delivery/worker.js';
 import { errorCode } from '../../shared/errors.js';
-import type { PollResult } from '../../shared/ingest/poll.js';
+import { emptyPollResult, type PollResult } from '../../shared/ingest/poll.js';
 import { deliverDue, pollLocal } from '../../shared/runtime/local.js';
 import { type CliContext, EXIT, type ExitCode } from '../context.js';
 import { type CliRuntime, loadCliConfig, openRuntime, reclaimDeadLeases, selectMailboxes } from '../local.js';
@@ -71,16 +71,7 @@ export async function pollWithProgress(
     } catch (err) {
       // Infrastructure (state, archive) failed around the poll: report it as this mailbox's failure.
       result = {
-        mailboxId: mailbox.id,
-        outcome: 'error',
-        fetched: 0,
-        bytes: 0,
-        skipped: 0,
-        deleted: 0,
-        remaining: 0,
-        deferred: 0,
-        parseErrors: 0,
-        uidlResetSuspected: false,
+        ...emptyPollResult(mailbox.id, 'error'),
         error: {
           code: errorCode(err),
           message: err instanceof Error ? err.message : String(err),

@@ -144,16 +144,11 @@ const QUIET_CODES: Record<string, PollRecord['outcome']> = {
   POP3_LOGIN_DELAY: 'login-delay',
 };
 
-export async function pollMailbox(mailboxId: string, deps: PollDeps): Promise<PollResult> {
-  const mailbox = deps.config.mailboxes.find((m) => m.id === mailboxId);
-  if (!mailbox)
-    throw new ConfigError(`Unknown mailbox "${mailboxId}": it is not in the config's mailboxes list.`);
-  const logger = deps.logger.child({ mailbox: mailboxId });
-  const metrics = deps.metrics ?? noopMetrics;
-  const startedAt = new Date(deps.clock.now()).toISOString();
-  const result: PollResult = {
+/** A result with nothing done yet (also what a poll that could not start reports). */
+export function emptyPollResult(mailboxId: string, outcome: PollResult['outcome'] = 'ok'): PollResult {
+  return {
     mailboxId,
-    outcome: 'ok',
+    outcome,
     fetched: 0,
     bytes: 0,
     skipped: 0,
@@ -163,6 +158,16 @@ export async function pollMailbox(mailboxId: string, deps: PollDeps): Promise<Po
     parseErrors: 0,
     uidlResetSuspected: false,
   };
+}
+
+export async function pollMailbox(mailboxId: string, deps: PollDeps): Promise<PollResult> {
+  const mailbox = deps.config.mailboxes.find((m) => m.id === mailboxId);
+  if (!mailbox)
+    throw new ConfigError(`Unknown mailbox "${mailboxId}": it is not in the config's mailboxes list.`);
+  const logger = deps.logger.child({ mailbox: mailboxId });
+  const metrics = deps.metrics ?? noopMetrics;
+  const startedAt = new Date(deps.clock.now()).toISOString();
+  const result = emptyPollResult(mailboxId);
 
   const lease = await deps.state.acquireLease(mailboxId, deps.owner, LEASE_TTL_MS);
   if (!lease) {

@@ -131,56 +131,30 @@ describe('pollMailbox against a scripted POP3 server', () => {
     await pollLocal(runtime, undefined);
     expect(await archivedHashes(runtime)).toHaveLength(3);
   });
-});
 
-describe('a poison message', () => {
-  it('is set aside after repeated failures so later mail still arrives, and is never deleted', async () => {
+  it('sets a poison message aside after repeated failures so later mail still arrives, never deleting it', async () => {
     const lines = Buffer.from(`${'x'.repeat(76)}\r\n`.repeat(30_000)); // ~2.3 MB, far over its LIST size
-    const server = await startFakePop3({
-      messages: MESSAGES,
-      handlers: {
-        LIST: (conn, line, args) =>
-          args.length
-            ? conn.defaults.LIST?.(conn, line, args)
-            : conn.multi('+OK', '1 100\r\n2 2500\r\n3 2500\r\n'),
-        RETR: (conn, line, args) =>
-          args[0] === '1' ? conn.multi('+OK', lines) : conn.defaults.RETR?.(conn, line, args),
+    const { runtime, server } = await setup(
+      {
+        handlers: {
+          LIST: (conn, line, args) =>
+            args.length
+              ? conn.defaults.LIST?.(conn, line, args)
+              : conn.multi('+OK', '1 100\r\n2 2500\r\n3 2500\r\n'),
+          RETR: (conn, line, args) =>
+            args[0] === '1' ? conn.multi('+OK', lines) : conn.defaults.RETR?.(conn, line, args),
+        },
       },
-    });
-    const dataDir = await mkdtemp(join(tmpdir(), 'pophook-poison-'));
-    const runtime = await createLocalRuntime(
-      parseConfig({
-        version: 1,
-        mailboxes: [
-          {
-            id: 'fake',
-            host: '127.0.0.1',
-            port: server.port,
-            tls: 'none',
-            allowInsecureAuth: true,
-            user: 'user',
-            auth: { type: 'password', password: { secret: 'pop' }, mechanism: 'user' },
-            retention: 'delete',
-          },
-        ],
-        local: { dataDir },
-      }),
-      { env: { POPHOOK_SECRET_POP: 'secret' }, logger: createMemoryLogger() },
+      'delete',
     );
-    try {
-      const outcomes: string[] = [];
-      for (let i = 0; i < MAX_MESSAGE_FAILURES; i++)
-        outcomes.push((await pollLocal(runtime, undefined))[0]?.outcome ?? '');
-      expect(outcomes.every((o) => o !== 'ok')).toBe(true);
-      const [after] = await pollLocal(runtime, undefined);
-      expect(after).toMatchObject({ outcome: 'ok', fetched: 2, deleted: 2 });
-      expect(server.expunged.sort()).toEqual([2, 3]);
-      const poison = (await runtime.state.listMessages('fake')).find((r) => r.failures);
-      expect(poison).toMatchObject({ failures: MAX_MESSAGE_FAILURES, lastError: 'POP3_PROTOCOL' });
-    } finally {
-      await runtime.close();
-      await server.close();
-      await rm(dataDir, { recursive: true, force: true });
-    }
+    const outcomes: string[] = [];
+    for (let i = 0; i < MAX_MESSAGE_FAILURES; i++)
+      outcomes.push((await pollLocal(runtime, undefined))[0]?.outcome ?? '');
+    expect(outcomes.every((o) => o !== 'ok')).toBe(true);
+    const [after] = await pollLocal(runtime, undefined);
+    expect(after).toMatchObject({ outcome: 'ok', fetched: 2, deleted: 2 });
+    expect(server.expunged.sort()).toEqual([2, 3]);
+    const poison = (await runtime.state.listMessages('fake')).find((r) => r.failures);
+    expect(poison).toMatchObject({ failures: MAX_MESSAGE_FAILURES, lastError: 'POP3_PROTOCOL' });
   });
 });
