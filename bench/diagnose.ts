@@ -1,0 +1,301 @@
+/**
+ * Where the full pipeline's time goes, for the retrieval targets. Against one Dovecot holding
+ * `--count` messages of `--size` bytes, interleaved over `--runs` rounds (median reported):
+ *
+ *   pipeline                as shipped (pollLocal with the local runtime)
+ *   pipeline, parse stubbed the parse step replaced by a stub that only drains the stream
+ *   pipeline, no fsync      every FileHandle.sync() a no-op: the ceiling any group commit can reach
+ *   pipeline, neither       both: what is left (file creation, renames, state JSON, POP3)
+ *   pophook client, mpop    for scale
+ *
+ * Also prints fsyncs per message (FileHandle.sync calls counted), wall time per storage call and per
+ * parse, and mailparser's CPU cost per message parsed alone from memory.
+ *
+ *   npx tsx bench/diagnose.ts [--count 500] [--size 20000] [--runs 3]
+ *   node --cpu-prof --import tsx bench/diagnose.ts ...   then   npx tsx bench/profile-summary.ts FILE
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { parseConfig } from '../shared/config/load.js';
+import { ParseConfig } from '../shared/config/schema.js';
+import { type PollDeps, pollMailbox } from '../shared/ingest/poll.js';
+import { silentLogger } from '../shared/log.js';
+import { parseMessage } from '../shared/mail/parse.js';
+import { createLocalRuntime, pollDeps } from '../shared/runtime/local.js';
+import { makeMessage } from '../test/fixtures/messages.js';
+import { fmt, median, table, tempDir } from './lib.js';
+import { clientRun, type Pop3Target } from './ours.js';
+import { runPeer } from './peers.js';
+import { dovecotWith, targetOf } from './retrieval.js';
+
+/** CPU (user + system) of reaped child processes so far, ms: /proc/self/stat cutime + cstime. */
+function childCpuMs(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 16 and 17 of stat(5) are at 13 and 14 after the command name; clock ticks (USER_HZ 100).
+  return (Number(f[13]) + Number(f[14])) * 10;
+}
+
+type Variant = 'pipeline' | 'pipeline, parse stubbed' | 'pipeline, no fsync' | 'pipeline, neither';
+
+// FileHandle.prototype is not exported; take it from a live handle.
+const handle = await open(new URL(import.meta.url));
+const fileHandleProto = Object.getPrototypeOf(handle) as { sync: () => Promise<void> };
+await handle.close();
+const realSync = fileHandleProto.sync;
+let syncCalls = 0;
+let fsyncOn = true;
+fileHandleProto.sync = function (this: unknown) {
+  syncCalls++;
+  return fsyncOn ? realSync.call(this) : Promise.resolve();
+};
+
+const stats = new Map<string, { n: number; ms: number }>();
+function timed<T extends object>(obj: T, name: string, methods: string[]): void {
+  const o = obj as Record<string, unknown>;
+  for (const m of methods) {
+    const f = (o[m] as (...a: unknown[]) => Promise<unknown>).bind(obj);
+    o[m] = async (...a: unknown[]) => {
+      const t0 = performance.now();
+      try {
+        return await f(...a);
+      } finally {
+        const s = stats.get(`${name}.${m}`) ?? { n: 0, ms: 0 };
+        s.n++;
+        s.ms += performance.now() - t0;
+        stats.set(`${name}.${m}`, s);
+      }
+    };
+  }
+}
+
+const stubParse: PollDeps['parse'] = async (input) => {
+  for await (const _ of input.source) {
+    // drain
+  }
+  return {
+    version: 1,
+    eventId: input.eventId,
+    messageKey: input.messageKey,
+    mailboxId: input.mailboxId,
+    uidl: input.uidl,
+    receivedAt: input.receivedAt,
+    date: null,
+    messageId: null,
+    inReplyTo: null,
+    references: [],
+    subject: '',
+    from: [],
+    to: [],
+    cc: [],
+    bcc: [],
+    replyTo: [],
+    text: '',
+    textTruncated: false,
+    html: null,
+    htmlTruncated: false,
+    headers: [],
+    attachments: [],
+    raw: input.raw,
+    authResults: null,
+    spam: null,
+    charsetWarnings: [],
+    parseError: null,
+  } as unknown as Awaited<ReturnType<PollDeps['parse']>>;
+};
+
+async function pipelineVariant(t: Pop3Target, variant: Variant, instrument: boolean): Promise<number> {
+  const dir = await tempDir('diag');
+  try {
+    const config = parseConfig({
+      version: 1,
+      mailboxes: [
+        {
+          id: 'inbox',
+          host: t.host,
+          port: t.port,
+          tls: 'none',
+          allowInsecureAuth: true,
+          user: t.user,
+          auth: { type: 'password', password: { secret: 'pop' } },
+          retention: 'keep',
+          limits: { maxMessagesPerRun: 1_000_000, maxBytesPerRun: 100 * 1024 ** 3 },
+        },
+      ],
+      endpoints: [{ id: 'hook', url: 'https://hooks.example.com/pophook', secrets: [{ secret: 'hook' }] }],
+      local: { dataDir: dir.path },
+    });
+    const rt = await createLocalRuntime(config, {
+      env: {
+        POPHOOK_SECRET_POP: t.password,
+        POPHOOK_SECRET_HOOK: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
+      },
+      logger: silentLogger,
+    });
+    if (instrument) {
+      timed(rt.archive, 'archive', ['putStreamCreateOnly', 'put', 'get']);
+      timed(rt.state, 'state', ['createMessage', 'putMessage']);
+      timed(rt.queue, 'queue', ['send']);
+    }
+    const deps = pollDeps(rt);
+    const stub = variant === 'pipeline, parse stubbed' || variant === 'pipeline, neither';
+    const realParse = deps.parse;
+    deps.parse = stub ? stubParse : realParse;
+    if (instrument) {
+      const inner = deps.parse;
+      deps.parse = async (input, pd) => {
+        const t0 = performance.now();
+        try {
+          return await inner(input, pd);
+        } finally {
+          const s = stats.get('parse') ?? { n: 0, ms: 0 };
+          s.n++;
+          s.ms += performance.now() - t0;
+          stats.set('parse', s);
+        }
+      };
+    }
+    fsyncOn = !(variant === 'pipeline, no fsync' || variant === 'pipeline, neither');
+    const t0 = performance.now();
+    const r = await pollMailbox('inbox', deps);
+    const seconds = (performance.now() - t0) / 1000;
+    fsyncOn = true;
+    await rt.close();
+    if (r.outcome !== 'ok') throw new Error(`${variant}: ${r.outcome} ${r.error?.message}`);
+    return seconds;
+  } finally {
+    fsyncOn = true;
+    await dir.cleanup();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      count: { type: 'string', default: '500' },
+      size: { type: 'string', default: '20000' },
+      runs: { type: 'string', default: '3' },
+    },
+  });
+  const count = Number(values.count);
+  const size = Number(values.size);
+  const runs = Number(values.runs);
+
+  // mailparser alone, from memory: CPU per message.
+  const msg = makeMessage({ index: 7, size });
+  const limits = ParseConfig.parse({});
+  const parseOnce = () =>
+    parseMessage(
+      {
+        source: Readable.from([msg]),
+        mailboxId: 'm',
+        messageKey: 'k',
+        eventId: 'e',
+        uidl: null,
+        receivedAt: new Date().toISOString(),
+        raw: { key: 'k', size: msg.length, sha256: '' },
+        limits,
+      },
+      {
+        writeAttachment: async (_i, _m, content) => {
+          let n = 0;
+          for await (const c of content) n += (c as Buffer).length;
+          return { key: 'a', size: n, sha256: '' };
+        },
+      },
+    );
+  for (let i = 0; i < 20; i++) await parseOnce();
+  const cpu0 = process.cpuUsage();
+  const wall0 = performance.now();
+  const PARSES = 100;
+  for (let i = 0; i < PARSES; i++) await parseOnce();
+  const cpu = process.cpuUsage(cpu0);
+  const parseCpuMs = (cpu.user + cpu.system) / 1000 / PARSES;
+  const parseWallMs = (performance.now() - wall0) / PARSES;
+
+  const { dovecot } = await dovecotWith({ id: 'd', label: 'd', count, size });
+  const certDir = await tempDir('ca');
+  const caFile = join(certDir.path, 'cert.pem');
+  writeFileSync(caFile, dovecot.caPem);
+  try {
+    const t = targetOf(dovecot, false);
+    // Instrumented run first (also the warm-up): fsyncs per message and per-call wall times.
+    syncCalls = 0;
+    await pipelineVariant(t, 'pipeline', true);
+    const fsyncsPerMessage = syncCalls / count;
+    const stageRows = [...stats.entries()].map(([k, s]) => [
+      k,
+      fmt.int(s.n),
+      fmt.f2(s.ms / s.n),
+      fmt.f2(s.ms / count),
+    ]);
+
+    const variants: (Variant | 'pophook client' | 'mpop')[] = [
+      'pipeline',
+      'pipeline, parse stubbed',
+      'pipeline, no fsync',
+      'pipeline, neither',
+      'pophook client',
+      'mpop',
+    ];
+    const times = new Map(variants.map((v) => [v, [] as number[]]));
+    const cpuMs = new Map(variants.map((v) => [v, [] as number[]]));
+    for (let r = 0; r < runs; r++) {
+      for (const v of variants) {
+        let s: number;
+        const own = process.cpuUsage();
+        const children = childCpuMs();
+        if (v === 'pophook client') s = (await clientRun(t)).seconds;
+        else if (v === 'mpop') {
+          const d = await tempDir('mpop');
+          try {
+            s = (
+              await runPeer(
+                'mpop',
+                { port: t.port, tls: false, user: t.user, password: t.password, caFile },
+                d.path,
+                count,
+              )
+            ).seconds;
+          } finally {
+            await d.cleanup();
+          }
+        } else s = await pipelineVariant(t, v, false);
+        times.get(v)?.push(s);
+        const used = process.cpuUsage(own);
+        // mpop's CPU is its own (a reaped child); ours is this process's, all threads.
+        cpuMs.get(v)?.push(v === 'mpop' ? childCpuMs() - children : (used.user + used.system) / 1000);
+      }
+      process.stderr.write(`[diagnose] round ${r + 1}/${runs}\n`);
+    }
+    console.log(
+      `\n${count} x ${size} B, plain, median of ${runs}; mailparser alone: ${fmt.f2(parseCpuMs)} ms CPU (${fmt.f2(parseWallMs)} ms wall) per message; ${fmt.f1(fsyncsPerMessage)} fsyncs per message\n`,
+    );
+    console.log(
+      table(
+        ['variant', 'msg/s', 'wall ms/msg', 'CPU ms/msg'],
+        variants.map((v) => {
+          const s = median(times.get(v) ?? []);
+          return [
+            v,
+            fmt.int(count / s),
+            fmt.f2((s * 1000) / count),
+            fmt.f2(median(cpuMs.get(v) ?? []) / count),
+          ];
+        }),
+      ),
+    );
+    console.log(
+      `\nwall time per call (instrumented run, calls overlap: up to 4 parses and 16 state writes at once)\n`,
+    );
+    console.log(table(['call', 'calls', 'ms/call', 'ms/message'], stageRows));
+  } finally {
+    await dovecot.stop();
+    await certDir.cleanup();
+  }
+}
+
+await main();
