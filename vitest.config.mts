@@ -11,5 +11,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     setupFiles: ['test/setup.ts'],
+    // CI also writes a JSON report so .ci/run can print a plain "N passed, N failed" closing line.
+    reporters:
+      process.env.CI === 'true' ? ['default', ['json', { outputFile: '.vitest-report.json' }]] : ['default'],
   },
 });
