@@ -36,7 +36,28 @@ export interface LoadedConfig {
  * throws ConfigError (exit 2). Relative `ca:` file paths resolve from `ctx.cwd`, like local.dataDir
  * and local.secretsFile, and are replaced by the file's PEM text.
  */
-export async function loadCliConfig(option: string | undefined, ctx: CliContext): Promise<LoadedConfig> {
+/** A config file that is not YAML/JSON; `lines` is the parser's message, sanitised, for printing. */
+export class ConfigSyntaxError extends ConfigError {
+  constructor(
+    readonly shown: string,
+    readonly lines: string[],
+    cause: unknown,
+  ) {
+    super(`${shown} is not valid YAML or JSON: ${lines.slice(0, MAX_YAML_ERROR_LINES).join(' / ')}`, {
+      cause,
+    });
+  }
+}
+
+/**
+ * Finds and reads the config file and parses its YAML/JSON, without validating it (shared by every
+ * command and by `config validate`, which reports problems its own way). Unreadable: UsageError;
+ * not YAML: ConfigSyntaxError.
+ */
+export async function readRawConfig(
+  option: string | undefined,
+  ctx: CliContext,
+): Promise<{ file: string; shown: string; raw: unknown }> {
   const file = await resolveConfigPath(option, ctx.cwd);
   const shown = displayPath(file, ctx.cwd);
   let text: string;
@@ -47,17 +68,19 @@ export async function loadCliConfig(option: string | undefined, ctx: CliContext)
       cause: err,
     });
   }
-  let raw: unknown;
   try {
-    raw = parseYaml(text);
+    return { file, shown, raw: parseYaml(text) };
   } catch (err) {
-    const first = (err as Error).message
+    const lines = (err as Error).message
       .split('\n')
       .filter((l) => l.trim() !== '')
-      .slice(0, MAX_YAML_ERROR_LINES)
       .map((l) => sanitizeForeignText(l, 200));
-    throw new ConfigError(`${shown} is not valid YAML or JSON: ${first.join(' / ')}`, { cause: err });
+    throw new ConfigSyntaxError(shown, lines, err);
   }
+}
+
+export async function loadCliConfig(option: string | undefined, ctx: CliContext): Promise<LoadedConfig> {
+  const { file, shown, raw } = await readRawConfig(option, ctx);
   const result = ConfigSchema.safeParse(raw);
   if (!result.success) {
     const problems = explainConfigIssues(result.error.issues, raw);

@@ -1,21 +1,12 @@
 /**
  * `pophook config validate` and `pophook config schema`.
  */
-import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
 import { renderConfigJsonSchema } from '../../shared/config/json-schema.js';
 import type { MailboxConfig } from '../../shared/config/schema.js';
 import { PophookConfig } from '../../shared/config/schema.js';
-import { sanitizeForeignText } from '../../shared/sanitize.js';
 import { explainConfigIssues } from '../config-issues.js';
-import {
-  type CliContext,
-  displayPath,
-  EXIT,
-  type ExitCode,
-  resolveConfigPath,
-  UsageError,
-} from '../context.js';
+import { type CliContext, EXIT, type ExitCode } from '../context.js';
+import { ConfigSyntaxError, readRawConfig } from '../local.js';
 
 export interface ConfigValidateOptions {
   config?: string;
@@ -97,26 +88,16 @@ export function configSummary(config: PophookConfig, raw: unknown): string[][] {
 
 /** Reads and checks a config file; prints a summary or every problem. */
 export async function runConfigValidate(opts: ConfigValidateOptions, ctx: CliContext): Promise<ExitCode> {
-  const file = await resolveConfigPath(opts.config, ctx.cwd);
-  const shown = displayPath(file, ctx.cwd);
-  let text: string;
+  let loaded: Awaited<ReturnType<typeof readRawConfig>>;
   try {
-    text = await readFile(file, 'utf8');
+    loaded = await readRawConfig(opts.config, ctx);
   } catch (err) {
-    throw new UsageError(`Cannot read ${shown} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, {
-      cause: err,
-    });
-  }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (err) {
-    ctx.out.error(`${shown} is not valid YAML or JSON:`);
-    const lines = (err as Error).message.split('\n').filter((l) => l.trim() !== '');
-    for (const line of lines.slice(0, MAX_YAML_ERROR_LINES))
-      ctx.out.info(`  ${sanitizeForeignText(line, 200)}`);
+    if (!(err instanceof ConfigSyntaxError)) throw err;
+    ctx.out.error(`${err.shown} is not valid YAML or JSON:`);
+    for (const line of err.lines.slice(0, MAX_YAML_ERROR_LINES)) ctx.out.info(`  ${line}`);
     return EXIT.USAGE;
   }
+  const { shown, raw } = loaded;
   const result = PophookConfig.safeParse(raw);
   if (!result.success) {
     const problems = explainConfigIssues(result.error.issues, raw);
