@@ -15,11 +15,13 @@
  * which the next receive() claims again (receiveCount + 1): nothing is lost, nothing is duplicated
  * beyond SQS's own at-least-once.
  */
+
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
 import { QueueError } from '../errors.js';
+import { readJsonFile } from '../json-file.js';
 import { type Logger, silentLogger } from '../log.js';
 import { type JobQueue, type QueueSendItem, validateQueueBody } from './queue.js';
 
@@ -377,26 +379,15 @@ async function renameIfPresent(from: string, to: string): Promise<boolean> {
   }
 }
 
-async function readContent(path: string): Promise<JobContent | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    return JSON.parse(text) as JobContent;
-  } catch (err) {
-    throw new QueueError(
-      'QUEUE_CORRUPT',
-      `Queue file ${path} is not valid JSON. Move it aside and restart.`,
-      {
-        cause: err,
+function readContent(path: string): Promise<JobContent | undefined> {
+  return readJsonFile<JobContent>(
+    path,
+    (cause) =>
+      new QueueError('QUEUE_CORRUPT', `Queue file ${path} is not valid JSON. Move it aside and restart.`, {
+        cause,
         transient: false,
-      },
-    );
-  }
+      }),
+  );
 }
 
 async function syncDir(dir: string): Promise<void> {

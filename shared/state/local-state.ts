@@ -29,11 +29,13 @@
  * - Pointers (sha, keys) are written before the record and verified against it on read, as in DynamoDB.
  * Not provided: expiry of delivery attempts (the DynamoDB store TTLs them after 90 days).
  */
+
 import { createHash, randomUUID } from 'node:crypto';
-import { appendFile, link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { appendFile, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
 import { StateError } from '../errors.js';
+import { readJsonFile } from '../json-file.js';
 import type {
   DeliveryAttempt,
   DeliveryLog,
@@ -391,26 +393,15 @@ async function readdirQuiet(dir: string): Promise<string[]> {
   }
 }
 
-async function readJson<T>(path: string): Promise<T | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch (err) {
-    throw new StateError(
-      'STATE_CORRUPT',
-      `State file ${path} is not valid JSON. Move it aside and poll again.`,
-      {
-        cause: err,
+function readJson<T>(path: string): Promise<T | undefined> {
+  return readJsonFile<T>(
+    path,
+    (cause) =>
+      new StateError('STATE_CORRUPT', `State file ${path} is not valid JSON. Move it aside and poll again.`, {
+        cause,
         transient: false,
-      },
-    );
-  }
+      }),
+  );
 }
 
 async function exists(path: string): Promise<boolean> {
