@@ -51,6 +51,9 @@ function* attachmentMessage(bytes: number, onBlock: (block: Buffer) => void = ()
   yield `--b--${CRLF}`;
 }
 
+/** Well under the 50 MB body: what the text test must stay below. */
+const TEXT_BODY_MAX_RSS_GROWTH = 44 * MB;
+
 describe('parse memory', () => {
   it('streams a 50 MB attachment to the writer without buffering it', async () => {
     // Warm up first (JIT, the heap's young generation, stream buffers) so the measurement below sees
@@ -91,7 +94,9 @@ describe('parse memory', () => {
     );
     expect(event.parseError).toBeNull();
     expect(event.textTruncated).toBe(true);
-    expect(growth).toBeLessThan(MAX_RSS_GROWTH);
+    // Buffering the body would cost at least its 50 MB (twice that as a JS string); the decoder's
+    // transient chunks make RSS noisier here than for attachments when other suites run beside it.
+    expect(growth).toBeLessThan(TEXT_BODY_MAX_RSS_GROWTH);
     console.info(`50 MB text body: peak RSS growth ${(growth / MB).toFixed(1)} MB`);
   }, 60_000);
 });
