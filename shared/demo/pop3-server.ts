@@ -12,13 +12,15 @@
  * - DELE + QUIT moves files to `served/` (never destroys them); a dropped connection deletes nothing.
  * - Pipelined commands are answered in order; input, lines, connections and listings are bounded.
  */
+
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createReadStream, type Stats } from 'node:fs';
 import { constants, copyFile, link, mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { ConfigError, PophookError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
+import { listenOrExplain } from './listen.js';
 import { Pop3WireEncoder } from './wire-encoder.js';
 
 /** The one user name the demo mailbox answers to. */
@@ -540,20 +542,9 @@ export async function startDemoPop3Server(options: DemoPop3ServerOptions): Promi
   });
   server.maxConnections = MAX_CONNECTIONS;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  }).catch((err: NodeJS.ErrnoException) => {
-    throw new PophookError(
-      'DEMO_POP3_LISTEN_FAILED',
-      err.code === 'EADDRINUSE'
-        ? `Port ${options.port} is already in use; choose another with --port, or 0 for any free port.`
-        : `The demo POP3 server could not listen on ${host}:${options.port ?? 0} (${err.code ?? 'error'}).`,
-      { cause: err },
-    );
+  await listenOrExplain(server, host, options.port, {
+    code: 'DEMO_POP3_LISTEN_FAILED',
+    what: 'demo POP3 server',
   });
   server.on('error', (err) => logger.error('demo pop3 server error', { error: err }));
   const address = server.address() as net.AddressInfo;

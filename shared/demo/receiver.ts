@@ -5,13 +5,15 @@
  * delivery to a callback that prints it. Every piece of the body is foreign text: it is sanitised
  * before it reaches a terminal.
  */
+
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
-import { ConfigError, PophookError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import { sanitizeForeignText } from '../sanitize.js';
+import { listenOrExplain } from './listen.js';
 
 /** Largest body accepted: above the 6 MiB ceiling of `delivery.maxBodyBytes`, so no real delivery is cut. */
 export const MAX_RECEIVER_BODY_BYTES = 8 * 1024 * 1024;
@@ -360,20 +362,9 @@ export async function startWebhookReceiver(options: WebhookReceiverOptions): Pro
   });
   server.requestTimeout = REQUEST_TIMEOUT_MS;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  }).catch((err: NodeJS.ErrnoException) => {
-    throw new PophookError(
-      'RECEIVER_LISTEN_FAILED',
-      err.code === 'EADDRINUSE'
-        ? `Port ${options.port} is already in use; choose another with --port, or 0 for any free port.`
-        : `The webhook receiver could not listen on ${host}:${options.port ?? 0} (${err.code ?? 'error'}).`,
-      { cause: err },
-    );
+  await listenOrExplain(server, host, options.port, {
+    code: 'RECEIVER_LISTEN_FAILED',
+    what: 'webhook receiver',
   });
   server.on('error', (err) => logger.error('receiver server error', { error: err }));
   const port = (server.address() as AddressInfo).port;

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ChangeMessageVisibilityCommand, SQSClient } from '@aws-sdk/client-sqs';
-import type { SQSEvent, SQSRecord } from 'aws-lambda';
+import type { SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -15,45 +15,18 @@ import { createStateTable, DynamoStateStore } from '../../shared/state/dynamo-st
 import { type DynaliteFixture, startDynalite } from '../fixtures/dynalite.js';
 import { type Receiver, startReceiver } from '../fixtures/receiver.js';
 import { type S3rverFixture, startS3rver } from '../fixtures/s3rver.js';
-import { eventKeyOf, receivedEvent } from '../shared/delivery/helpers.js';
+import { eventKeyOf, receivedEvent, record } from '../shared/delivery/helpers.js';
+import { setLambdaEnv } from './lambda-env.js';
 
 const TABLE = 'pophook-state';
 const QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/pophook-deliveries';
-const ENV_KEYS = [
-  'CONFIG_JSON',
-  'ARCHIVE_BUCKET',
-  'QUEUE_URL',
-  'STATE_TABLE',
-  'LOG_LEVEL',
-  'AWS_ENDPOINT_URL_S3',
-  'AWS_ENDPOINT_URL_DYNAMODB',
-  'AWS_ACCESS_KEY_ID',
-  'AWS_SECRET_ACCESS_KEY',
-] as const;
-
-const record = (id: string, body: string): SQSRecord => ({
-  messageId: id,
-  receiptHandle: `rh-${id}`,
-  body,
-  attributes: {
-    ApproximateReceiveCount: '1',
-    SentTimestamp: '0',
-    SenderId: 'x',
-    ApproximateFirstReceiveTimestamp: '0',
-  },
-  messageAttributes: {},
-  md5OfBody: '',
-  eventSource: 'aws:sqs',
-  eventSourceARN: 'arn:aws:sqs:us-east-1:123456789012:pophook-deliveries',
-  awsRegion: 'us-east-1',
-});
 
 describe('functions/delivery handler', () => {
   let s3: S3rverFixture;
   let ddb: DynaliteFixture;
   let ok: Receiver;
   let failing: Receiver;
-  const saved: Partial<Record<(typeof ENV_KEYS)[number], string | undefined>> = {};
+  let restoreEnv = () => {};
   const sqsMock = mockClient(SQSClient);
   const secretsMock = mockClient(SecretsManagerClient);
   const secret = `whsec_${randomBytes(32).toString('base64')}`;
@@ -97,8 +70,7 @@ describe('functions/delivery handler', () => {
       endpoints: [endpoint('ok', ok.url), endpoint('failing', failing.url)],
       delivery: { retryScheduleSeconds: [30, 300] },
     };
-    for (const k of ENV_KEYS) saved[k] = process.env[k];
-    Object.assign(process.env, {
+    restoreEnv = setLambdaEnv({
       CONFIG_JSON: JSON.stringify(config),
       ARCHIVE_BUCKET: s3.bucket,
       QUEUE_URL,
@@ -117,10 +89,7 @@ describe('functions/delivery handler', () => {
   });
 
   afterAll(async () => {
-    for (const k of ENV_KEYS) {
-      if (saved[k] === undefined) delete process.env[k];
-      else process.env[k] = saved[k];
-    }
+    restoreEnv();
     sqsMock.restore();
     secretsMock.restore();
     await Promise.all([s3?.stop(), ddb?.close(), ok?.close(), failing?.close()]);

@@ -16,22 +16,11 @@ import { type Dovecot, dovecotAvailable, requireDovecot, startDovecot } from '..
 import { type DynaliteFixture, startDynalite } from '../fixtures/dynalite.js';
 import { makeMessage } from '../fixtures/messages.js';
 import { type S3rverFixture, startS3rver } from '../fixtures/s3rver.js';
+import { setLambdaEnv } from './lambda-env.js';
 
 requireDovecot();
 const TABLE = 'pophook-state';
 const QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/pophook-deliveries';
-const ENV_KEYS = [
-  'CONFIG_JSON',
-  'ARCHIVE_BUCKET',
-  'QUEUE_URL',
-  'STATE_TABLE',
-  'LOG_LEVEL',
-  'AWS_ENDPOINT_URL_S3',
-  'AWS_ENDPOINT_URL_DYNAMODB',
-  'AWS_ACCESS_KEY_ID',
-  'AWS_SECRET_ACCESS_KEY',
-  'POWERTOOLS_METRICS_DISABLED',
-] as const;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const MESSAGES = [1, 2, 3, 4].map((index) => makeMessage({ index, size: 4000 + index * 1000 }));
 
@@ -46,7 +35,7 @@ describe.runIf(dovecotAvailable())('functions/poller handler', () => {
   let dovecot: Dovecot;
   let s3: S3rverFixture;
   let ddb: DynaliteFixture;
-  const saved: Partial<Record<(typeof ENV_KEYS)[number], string | undefined>> = {};
+  let restoreEnv = () => {};
   const sqsMock = mockClient(SQSClient);
   const secretsMock = mockClient(SecretsManagerClient);
   const sent: DeliveryJob[] = [];
@@ -76,8 +65,7 @@ describe.runIf(dovecotAvailable())('functions/poller handler', () => {
         { id: 'app', url: 'https://hooks.example.com/email', secrets: [{ secret: 'pophook/app' }] },
       ],
     };
-    for (const k of ENV_KEYS) saved[k] = process.env[k];
-    Object.assign(process.env, {
+    restoreEnv = setLambdaEnv({
       CONFIG_JSON: JSON.stringify(config),
       ARCHIVE_BUCKET: s3.bucket,
       QUEUE_URL,
@@ -104,10 +92,7 @@ describe.runIf(dovecotAvailable())('functions/poller handler', () => {
   });
 
   afterAll(async () => {
-    for (const k of ENV_KEYS) {
-      if (saved[k] === undefined) delete process.env[k];
-      else process.env[k] = saved[k];
-    }
+    restoreEnv();
     sqsMock.restore();
     secretsMock.restore();
     await Promise.all([dovecot?.stop(), s3?.stop(), ddb?.close()]);

@@ -1,6 +1,7 @@
 /** Shared builders for the delivery tests: events, endpoints, secrets, a settable clock, memory ports. */
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import type { SQSRecord } from 'aws-lambda';
 import { DeliveryConfig, EndpointConfig } from '../../../shared/config/schema.js';
 import type { EmailReceivedData, PophookEvent } from '../../../shared/mail/event.js';
 import type { JobQueue, QueueSendItem } from '../../../shared/queue/queue.js';
@@ -166,4 +167,24 @@ export class MemoryQueue implements JobQueue {
   async send(items: QueueSendItem[]) {
     this.sent.push(...items);
   }
+}
+
+/** An SQS record as Lambda's event source delivers it, first receive. */
+export function record(id: string, body: string): SQSRecord {
+  return {
+    messageId: id,
+    receiptHandle: `rh-${id}`,
+    body,
+    attributes: {
+      ApproximateReceiveCount: '1',
+      SentTimestamp: '0',
+      SenderId: 'x',
+      ApproximateFirstReceiveTimestamp: '0',
+    },
+    messageAttributes: {},
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:us-east-1:123456789012:pophook-deliveries',
+    awsRegion: 'us-east-1',
+  };
 }
