@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
+import { coalescingDirSync, fsyncDir } from '../dir-sync.js';
 import { QueueError } from '../errors.js';
 import { readJsonFile } from '../json-file.js';
 import { type Logger, silentLogger } from '../log.js';
@@ -137,6 +138,8 @@ export class LocalJobQueue implements JobQueue {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private ready = false;
+  /** Concurrent sends share one fsync of ready/ (group commit). */
+  private readonly syncDir = coalescingDirSync(fsyncDir);
 
   constructor(options: LocalJobQueueOptions) {
     this.dir = options.dir;
@@ -165,7 +168,7 @@ export class LocalJobQueue implements JobQueue {
         await rename(tmp, join(this.dir, 'ready', jobName(visibleAt, content.id, 0, 0)));
       }
       // The poller deletes mail once send() returns: the new directory entries must survive power loss.
-      await syncDir(join(this.dir, 'ready'));
+      await this.syncDir(join(this.dir, 'ready'));
     });
   }
 
@@ -388,13 +391,4 @@ function readContent(path: string): Promise<JobContent | undefined> {
         transient: false,
       }),
   );
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

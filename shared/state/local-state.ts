@@ -5,28 +5,29 @@
  * Layout (ids are checked to be safe path segments; UIDLs and message keys are hashed, never used raw):
  *
  *   leases/<mailboxId>/<generation, 12 digits>.json      {owner, expiresAt, released?}
- *   messages/<mailboxId>/<sha256(uidl)>-<occurrence>.json  MessageRecord
- *   sha/<mailboxId>/<contentSha256>/<sha256(uidl)>-<occ>   empty pointer file
- *   keys/<sha256(messageKey)>.json                       {mailboxId, uidl, occurrence}
+ *   messages/<mailboxId>.jsonl                           MessageRecord journal (message-journal.ts)
  *   polls/<mailboxId>/last.json                          PollRecord
  *   polls/<mailboxId>/history-<YYYY-MM-DD>.jsonl         one PollRecord per line, pruned after 30 days
  *   deliveries/<sha256(messageKey)>/<endpointId>.<atMs>.<attempt>.json   DeliveryAttempt
  *   endpoints/<endpointId>.json                          EndpointState
  *
  * Cross-process guarantees:
- * - Every file becomes visible complete: it is written to a temp file, fsynced, then renamed (replace)
- *   or hard-linked (insert-only: link(2) fails with EEXIST, so exactly one creator wins). New message
- *   records also fsync their directory (their name must survive power loss); leases, pointers, polls
- *   and attempts do not (after a power loss a lease is moot, and a lost pointer or attempt line costs
- *   at worst a duplicate webhook, never mail).
+ * - Message records are lines in a per-mailbox journal with group commit: a write returns once its
+ *   line is fdatasynced, and concurrent writes share one flush (the poller updates up to 16 records at
+ *   once). createMessage is insert-only: of racing creators exactly one wins (see message-journal.ts).
+ * - Every other file becomes visible complete: it is written to a temp file, fsynced, then renamed
+ *   (replace) or hard-linked (insert-only: link(2) fails with EEXIST, so exactly one creator wins).
+ *   Leases, polls and attempts do not fsync their directory (after a power loss a lease is moot, and
+ *   a lost attempt line costs at worst a duplicate webhook, never mail).
  * - Leases are a log of generations. The current lease is the highest generation. Acquiring, renewing
  *   and releasing all create generation N+1 with link(2) after reading generation N, so of any number
  *   of processes racing from the same N exactly one succeeds; a process that read a stale N fails with
  *   EEXIST. A winner then confirms that no higher generation exists (old generations are pruned, and a
  *   very slow process could otherwise re-create a pruned one). Owners must be unique per run.
- * - createMessage is insert-only via link(2); putMessage replaces via rename(2). Concurrent writers of
- *   one record are excluded by the mailbox lease, not by this store.
- * - Pointers (sha, keys) are written before the record and verified against it on read, as in DynamoDB.
+ * - Concurrent writers of one mailbox's records are excluded by the mailbox lease, not by this store;
+ *   the lease holder also compacts that mailbox's journal when it is mostly history.
+ * - findByMessageKey reads every mailbox's journal (cached in memory, read incrementally): local mode
+ *   holds thousands of messages, not millions.
  * Not provided: expiry of delivery attempts (the DynamoDB store TTLs them after 90 days).
  */
 
@@ -34,8 +35,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import { appendFile, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
+import { coalescingDirSync, fsyncDir, type SyncDir } from '../dir-sync.js';
 import { StateError } from '../errors.js';
 import { readJsonFile } from '../json-file.js';
+import { MessageJournal } from './message-journal.js';
 import type {
   DeliveryAttempt,
   DeliveryLog,
@@ -57,6 +60,7 @@ const READ_CONCURRENCY = 32;
 /** Ids become path segments: no separators, no dot-dot, no surprises. */
 const SAFE_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const GENERATION_FILE = /^(\d{12})\.json$/;
+const JOURNAL_FILE = /^(.+)\.jsonl$/;
 
 interface LeaseFile {
   owner: string;
@@ -74,6 +78,8 @@ export interface LocalStateStoreOptions {
 export class LocalStateStore implements StateStore, DeliveryLog {
   private readonly dir: string;
   private readonly clock: Clock;
+  private readonly journals = new Map<string, MessageJournal>();
+  private readonly syncDir: SyncDir = coalescingDirSync(fsyncDir);
 
   constructor(options: LocalStateStoreOptions) {
     this.dir = options.dir;
@@ -90,7 +96,13 @@ export class LocalStateStore implements StateStore, DeliveryLog {
       if (current.lease && !current.lease.released && current.lease.expiresAt >= now) return undefined;
       const expiresAt = now + ttlMs;
       const won = await this.nextGeneration(leaseDir, current.generation, { owner, expiresAt });
-      return won ? { mailboxId, owner, expiresAt } : undefined;
+      if (!won) return undefined;
+      // Only the lease holder may rewrite the journal (nobody else appends to it meanwhile). A failed
+      // compaction leaves the journal as it was, which is still correct: never fail the lease for it.
+      await this.journal(mailboxId)
+        .compactIfWorthIt()
+        .catch(() => false);
+      return { mailboxId, owner, expiresAt };
     });
   }
 
@@ -165,96 +177,52 @@ export class LocalStateStore implements StateStore, DeliveryLog {
 
   /** All records of a mailbox, in no particular order. */
   async listMessages(mailboxId: string): Promise<MessageRecord[]> {
-    return this.io('listMessages', async () => {
-      const dir = this.path('messages', segment(mailboxId, 'mailbox id'));
-      const names = (await readdirQuiet(dir)).filter((n) => n.endsWith('.json') && !n.startsWith('.'));
-      const records = await mapLimit(names, READ_CONCURRENCY, (n) => readJson<MessageRecord>(join(dir, n)));
-      return records.filter((r): r is MessageRecord => r !== undefined);
-    });
+    return this.io('listMessages', () => this.journal(mailboxId).all());
   }
 
   async getMessage(mailboxId: string, uidl: string, occurrence: number): Promise<MessageRecord | undefined> {
-    return this.io('getMessage', () =>
-      readJson<MessageRecord>(this.messagePath(mailboxId, uidl, occurrence)),
-    );
+    return this.io('getMessage', () => this.journal(mailboxId).get(uidl, occurrence));
   }
 
   async createMessage(record: MessageRecord): Promise<boolean> {
-    return this.io('createMessage', async () => {
-      await this.writePointers(record);
-      // Durable name: the record fixes firstSeenAt, hence the archive key; losing it would archive twice.
-      return createExclusive(
-        this.messagePath(record.mailboxId, record.uidl, record.occurrence),
-        toJson(record),
-        true,
-      );
-    });
+    // Durable before it returns: the record fixes firstSeenAt, hence the archive key.
+    return this.io('createMessage', () => this.journal(record.mailboxId).write(record, true));
   }
 
   async putMessage(record: MessageRecord): Promise<void> {
-    await this.io('putMessage', async () => {
-      await this.writePointers(record);
-      const path = this.messagePath(record.mailboxId, record.uidl, record.occurrence);
-      // A new name must survive power loss; a replaced one reads back old or new, both safe.
-      await writeAtomic(path, toJson(record), !(await exists(path)));
-    });
+    await this.io('putMessage', () => this.journal(record.mailboxId).write(record, false));
   }
 
   async findBySha256(mailboxId: string, sha256: string): Promise<MessageRecord[]> {
     return this.io('findBySha256', async () => {
-      const dir = this.path('sha', segment(mailboxId, 'mailbox id'), segment(sha256, 'sha256'));
-      const names = await readdirQuiet(dir);
-      const out: MessageRecord[] = [];
-      for (const name of names) {
-        if (name.startsWith('.')) continue;
-        const record = await readJson<MessageRecord>(this.path('messages', mailboxId, `${name}.json`));
-        if (record?.sha256 === sha256) out.push(record);
-      }
-      return out;
+      const journal = this.journal(mailboxId);
+      await journal.all();
+      return journal.findLoaded((r) => r.sha256 === sha256);
     });
   }
 
   async findByMessageKey(messageKey: string): Promise<MessageRecord | undefined> {
     return this.io('findByMessageKey', async () => {
-      const pointer = await readJson<{ mailboxId: string; uidl: string; occurrence: number }>(
-        this.path('keys', `${sha256Hex(messageKey)}.json`),
-      );
-      if (!pointer) return undefined;
-      const record = await readJson<MessageRecord>(
-        this.messagePath(pointer.mailboxId, pointer.uidl, pointer.occurrence),
-      );
-      return record?.messageKey === messageKey ? record : undefined;
+      for (const name of await readdirQuiet(this.path('messages'))) {
+        const m = JOURNAL_FILE.exec(name);
+        if (!m?.[1] || !SAFE_SEGMENT.test(m[1])) continue;
+        const journal = this.journal(m[1]);
+        await journal.all();
+        const found = journal.findLoaded((r) => r.messageKey === messageKey)[0];
+        if (found) return found;
+      }
+      return undefined;
     });
   }
 
-  private messagePath(mailboxId: string, uidl: string, occurrence: number): string {
-    return this.path('messages', segment(mailboxId, 'mailbox id'), `${recordName(uidl, occurrence)}.json`);
-  }
-
-  /** Pointers first (see the module comment); each is written once, later calls only stat it. */
-  private async writePointers(record: MessageRecord): Promise<void> {
-    segment(record.mailboxId, 'mailbox id');
-    const keyPath = this.path('keys', `${sha256Hex(record.messageKey)}.json`);
-    const target = { mailboxId: record.mailboxId, uidl: record.uidl, occurrence: record.occurrence };
-    const existing = await readJson<typeof target>(keyPath);
-    if (
-      existing?.mailboxId !== target.mailboxId ||
-      existing.uidl !== target.uidl ||
-      existing.occurrence !== target.occurrence
-    )
-      await writeAtomic(keyPath, JSON.stringify(target));
-    if (record.sha256) {
-      const shaPath = this.path(
-        'sha',
-        record.mailboxId,
-        segment(record.sha256, 'sha256'),
-        recordName(record.uidl, record.occurrence),
-      );
-      if (!(await exists(shaPath))) {
-        await mkdir(dirname(shaPath), { recursive: true });
-        await (await open(shaPath, 'a')).close();
-      }
+  private journal(mailboxId: string): MessageJournal {
+    const id = segment(mailboxId, 'mailbox id');
+    let journal = this.journals.get(id);
+    if (!journal) {
+      journal = new MessageJournal(this.path('messages', `${id}.jsonl`), this.syncDir);
+      this.journals.set(id, journal);
     }
+    return journal;
   }
 
   // ---- polls ----
@@ -350,7 +318,6 @@ function sha256Hex(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
-const recordName = (uidl: string, occurrence: number) => `${sha256Hex(uidl)}-${occurrence}`;
 const generationName = (generation: number) => `${String(generation).padStart(GENERATION_DIGITS, '0')}.json`;
 const toJson = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
@@ -404,16 +371,6 @@ function readJson<T>(path: string): Promise<T | undefined> {
   );
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-}
-
 async function unlinkQuiet(path: string): Promise<void> {
   try {
     await unlink(path);
@@ -436,16 +393,6 @@ async function writeTemp(path: string, data: string): Promise<string> {
   return tmp;
 }
 
-/** A directory fsync makes a new or renamed entry survive power loss, not just a crash. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 /**
  * Replaces `path` with `data` so that readers see the old or the new file, never a mix. The data is
  * always fsynced; `durableName` also fsyncs the directory, so a new name survives power loss.
@@ -458,7 +405,7 @@ async function writeAtomic(path: string, data: string, durableName = false): Pro
     await unlinkQuiet(tmp);
     throw err;
   }
-  if (durableName) await syncDir(dirname(path));
+  if (durableName) await fsyncDir(dirname(path));
 }
 
 /** Creates `path` with `data` only if it does not exist; false if it does. Never leaves a partial file. */
@@ -472,7 +419,7 @@ async function createExclusive(path: string, data: string, durableName = false):
   } finally {
     await unlinkQuiet(tmp);
   }
-  if (durableName) await syncDir(dirname(path));
+  if (durableName) await fsyncDir(dirname(path));
   return true;
 }
 
