@@ -599,7 +599,7 @@ class PollRun {
           // bounded: PIPELINE_CONCURRENCY x INLINE_ARCHIVE_MAX_BYTES at most.
           const bytes = await collect(stream, INLINE_ARCHIVE_MAX_BYTES * INLINE_LIE_FACTOR);
           await this.waitForSlot();
-          this.track(this.archiveOne(Readable.from([bytes]), record, action.message, false));
+          this.track(this.archiveOne(bytes, record, action.message, false));
           continue;
         }
         await this.archiveOne(stream, record, action.message, dedupeByContent);
@@ -617,20 +617,23 @@ class PollRun {
     }
   }
 
+  /** `input` is the RETR stream, or the whole message when it was small enough to read into memory. */
   private async archiveOne(
-    stream: Readable,
+    input: Readable | Buffer,
     record: MessageRecord,
     message: ListedMessage,
     dedupeByContent: boolean,
   ): Promise<void> {
     const { deps } = this;
     const key = rawKey(this.mailbox.id, record.messageKey, new Date(record.firstSeenAt));
-    const source = deps.hooks?.wrapRetr ? deps.hooks.wrapRetr(stream, record.messageKey) : stream;
+    const wrap = deps.hooks?.wrapRetr;
+    const stream = Buffer.isBuffer(input) ? undefined : input;
+    const source = wrap ? wrap(stream ?? Readable.from([input]), record.messageKey) : input;
     let spooled: Spooled | undefined;
     try {
-      let body: Readable = source;
+      let body: Readable | Buffer = source;
       if (dedupeByContent) {
-        spooled = await spool(source);
+        spooled = await spool(Buffer.isBuffer(source) ? Readable.from([source]) : source);
         const twin = (await deps.state.findBySha256(this.mailbox.id, spooled.sha256)).find(
           (r) => r.messageKey !== record.messageKey && r.rawKey,
         );
@@ -682,17 +685,18 @@ class PollRun {
       this.metrics.add('MessagesFetched', 1, { MailboxId: this.mailbox.id });
       this.metrics.add('BytesFetched', stored.size, { MailboxId: this.mailbox.id });
       await this.hook('after-archive', undefined, record.messageKey);
-      this.afterArchive(archived, message);
+      // Parse from the bytes in hand when they are what was archived (created now, byte for byte).
+      this.afterArchive(archived, message, stored.created && Buffer.isBuffer(body) ? body : undefined);
     } finally {
       await spooled?.dispose();
       // Unconsumed data would desync the session; the connection layer drains or fails it.
-      if (!stream.readableEnded) stream.destroy();
+      if (stream && !stream.readableEnded) stream.destroy();
     }
   }
 
   /** Parse, write the event, enqueue: runs beside the next RETRs, bounded. */
-  private afterArchive(record: MessageRecord, message: ListedMessage): void {
-    this.track(this.postArchive(record, message));
+  private afterArchive(record: MessageRecord, message: ListedMessage, bytes?: Buffer): void {
+    this.track(this.postArchive(record, message, bytes));
   }
 
   /** Runs `work` in the background pool; its failure stops the poll (after the burst) like a crash. */
@@ -712,13 +716,13 @@ class PollRun {
     while (this.pending.size) await Promise.race(this.pending);
   }
 
-  private async postArchive(record: MessageRecord, message: ListedMessage): Promise<void> {
+  private async postArchive(record: MessageRecord, message: ListedMessage, bytes?: Buffer): Promise<void> {
     const { deps, mailbox } = this;
     const rawObjectKey = record.rawKey as string;
     const eventId = eventIdFor(record.messageKey);
     const data = await deps.parse(
       {
-        source: await deps.archive.get(rawObjectKey),
+        source: bytes ? Readable.from([bytes]) : await deps.archive.get(rawObjectKey),
         mailboxId: mailbox.id,
         messageKey: record.messageKey,
         eventId,

@@ -33,13 +33,17 @@ export interface Archive {
   /** Human-readable description for logs and `pophook check`: `s3://bucket` or a path. */
   readonly description: string;
   /**
-   * Streams `body` to `key`, create-only. Computes size and SHA-256 while streaming and verifies them
+   * Streams `body` to `key`, create-only (a Buffer is a message already read off the wire). Computes size and SHA-256 while streaming and verifies them
    * against what was stored before resolving. If `key` already exists the upload is abandoned
    * (S3: `If-None-Match: *` answered 412) and the existing object's info is returned with
    * `created: false`. On any failure nothing is left behind (S3: multipart upload aborted; local:
    * temp file removed) and the error is an ArchiveError.
    */
-  putStreamCreateOnly(key: string, body: Readable, options?: { contentType?: string }): Promise<PutRawResult>;
+  putStreamCreateOnly(
+    key: string,
+    body: Readable | Buffer,
+    options?: { contentType?: string },
+  ): Promise<PutRawResult>;
   /** Writes a small object (event JSON, attachment) create-or-replace. Atomic: readers never see half. */
   put(
     key: string,

@@ -5,7 +5,8 @@
  * Durability and create-only, without locks: a message is streamed (and hashed) into a private temp
  * file under `<dir>/.tmp/` (same filesystem), fsynced, then hard-linked to its key. link(2) fails with
  * EEXIST when the key exists, so exactly one of any number of racing writers creates it, and readers
- * only ever see a complete file. The key's directory is then fsynced so the new name survives a crash.
+ * only ever see a complete file. The key's directory is then fsynced so the new name survives a crash
+ * (one fsync shared by every write that lands in that directory meanwhile: group commit).
  * A crash leaves at most a temp file, which `cleanupTemp()` removes.
  *
  * SHA-256 in head(): not stored. A sidecar file would double the inodes and clutter the browsable
@@ -13,7 +14,7 @@
  * existing object (a re-fetch hitting create-only) it is computed by streaming the file, which is
  * rare and cheap at mail sizes.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, type Dirent } from 'node:fs';
 import {
   type FileHandle,
@@ -28,9 +29,10 @@ import {
   stat,
 } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Clock, systemClock } from '../clock.js';
+import { coalescingDirSync } from '../dir-sync.js';
 import { ArchiveError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import { sanitizeForeignText } from '../sanitize.js';
@@ -48,6 +50,8 @@ const MAX_LIST_LIMIT = 1000;
 /** Mail is private: files only for the owner. */
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
+/** Directories remembered as existing; attachments get one per message, so the memory is bounded. */
+const MAX_KNOWN_DIRS = 4096;
 /** Filesystems that cannot fsync a directory answer these; the rename/link is still done. */
 const DIR_SYNC_UNSUPPORTED = new Set(['EINVAL', 'EISDIR', 'ENOTSUP', 'EPERM']);
 
@@ -133,6 +137,11 @@ export class LocalArchive implements Archive {
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #durability: Durability;
+  /** Directory fsyncs, shared by concurrent writers into one directory (group commit). */
+  readonly #syncDir: (dir: string) => Promise<void>;
+  /** Directories known to exist durably: dir -> the promise that made them so. */
+  readonly #dirs = new Map<string, Promise<void>>();
+  #tempReady: Promise<void> | undefined;
 
   constructor(options: LocalArchiveOptions) {
     this.#root = resolve(options.dir);
@@ -140,17 +149,19 @@ export class LocalArchive implements Archive {
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? systemClock;
     this.#durability = options.durability ?? fsDurability;
+    const durability = this.#durability;
+    this.#syncDir = coalescingDirSync((dir) => durability.syncDir(dir));
     this.description = this.#root;
   }
 
   async putStreamCreateOnly(
     key: string,
-    body: Readable,
+    body: Readable | Buffer,
     _options: { contentType?: string } = {},
   ): Promise<PutRawResult> {
     validateArchiveKey(key);
     const target = this.#path(key);
-    const createdDir = await this.#makeParent(key, target);
+    await this.#makeParent(key, target);
     const temp = await this.#writeTemp(key, body);
     try {
       try {
@@ -159,9 +170,10 @@ export class LocalArchive implements Archive {
         if (errno(err) === 'EEXIST') return await this.#existing(key, target, temp);
         throw err;
       }
-      await this.#syncParents(target, createdDir);
+      await this.#syncDir(dirname(target));
       return { key, size: temp.size, sha256: temp.sha256, created: true };
     } catch (err) {
+      this.#forgetDir(target);
       throw writeFailed(key, err);
     } finally {
       await rm(temp.path, { force: true });
@@ -175,18 +187,15 @@ export class LocalArchive implements Archive {
   ): Promise<StoredObject> {
     validateArchiveKey(key);
     const target = this.#path(key);
-    const createdDir = await this.#makeParent(key, target);
-    const source =
-      body instanceof Readable
-        ? body
-        : Readable.from([typeof body === 'string' ? Buffer.from(body, 'utf8') : body]);
-    const temp = await this.#writeTemp(key, source);
+    await this.#makeParent(key, target);
+    const temp = await this.#writeTemp(key, typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
     try {
       // rename(2) replaces atomically: readers see the old file or the new one, never half.
       await rename(temp.path, target);
-      await this.#syncParents(target, createdDir);
+      await this.#syncDir(dirname(target));
       return { key, size: temp.size, sha256: temp.sha256 };
     } catch (err) {
+      this.#forgetDir(target);
       await rm(temp.path, { force: true });
       throw writeFailed(key, err);
     }
@@ -293,65 +302,94 @@ export class LocalArchive implements Archive {
     return join(this.#root, ...key.split('/'));
   }
 
-  /** Creates the key's directory; returns the first directory created, if any (to fsync its parent). */
-  async #makeParent(key: string, target: string): Promise<string | undefined> {
+  /**
+   * Makes the key's directory exist durably: created, and every directory that gained a name fsynced,
+   * before any file is linked into it. Cached per directory (concurrent writers share the promise), so
+   * a burst into one day's directory costs one mkdir, not one per message.
+   */
+  async #makeParent(key: string, target: string): Promise<void> {
+    const dir = dirname(target);
+    let ready = this.#dirs.get(dir);
+    if (!ready) {
+      ready = (async () => {
+        const created = await mkdir(dir, { recursive: true, mode: DIR_MODE });
+        if (!created) return;
+        // The parent of each new directory must record its name: from the new leaf's parent upwards.
+        const stop = dirname(created);
+        for (let d = dir; d !== stop && d.startsWith(this.#root) && d !== this.#root; ) {
+          d = dirname(d);
+          await this.#syncDir(d);
+        }
+      })();
+      if (this.#dirs.size >= MAX_KNOWN_DIRS) this.#dirs.clear();
+      this.#dirs.set(dir, ready);
+    }
     try {
-      return await mkdir(dirname(target), { recursive: true, mode: DIR_MODE });
+      await ready;
     } catch (err) {
+      this.#dirs.delete(dir);
       throw writeFailed(key, err);
     }
   }
 
-  /** Streams `body` into a fresh temp file, hashing it; fsynced. Removed again on any failure. */
-  async #writeTemp(key: string, body: Readable): Promise<TempFile> {
+  /** After a failed write, check the directory again next time (someone may have removed it). */
+  #forgetDir(target: string): void {
+    this.#dirs.delete(dirname(target));
+    this.#tempReady = undefined;
+  }
+
+  /** Writes `body` into a fresh temp file, hashing it; fsynced. Removed again on any failure. */
+  async #writeTemp(key: string, body: Readable | Buffer): Promise<TempFile> {
     let handle: FileHandle | undefined;
     let path: string | undefined;
     try {
-      await mkdir(this.#tempDir, { recursive: true, mode: DIR_MODE });
+      this.#tempReady ??= mkdir(this.#tempDir, { recursive: true, mode: DIR_MODE }).then(() => {});
+      await this.#tempReady;
       path = join(this.#tempDir, `${this.#clock.now()}-${randomUUID()}.part`);
       handle = await open(path, 'wx', FILE_MODE);
-      const hasher = new HashingTransform();
       const file = handle;
-      // Plain writes rather than handle.createWriteStream(): a stream keeps a reference on the handle
-      // until it closes, so close() after fsync would wait for it.
-      await pipeline(body, hasher, async (chunks: AsyncIterable<Buffer>) => {
-        for await (const chunk of chunks) {
-          for (let at = 0; at < chunk.length; )
-            at += (await file.write(chunk, at, chunk.length - at)).bytesWritten;
-        }
-      });
+      let size: number;
+      let sha256: string;
+      if (Buffer.isBuffer(body)) {
+        // Whole small objects (most mail, every event): one write, no stream machinery.
+        for (let at = 0; at < body.length; )
+          at += (await file.write(body, at, body.length - at)).bytesWritten;
+        size = body.length;
+        sha256 = createHash('sha256').update(body).digest('hex');
+      } else {
+        const hasher = new HashingTransform();
+        // Plain writes rather than handle.createWriteStream(): a stream keeps a reference on the handle
+        // until it closes, so close() after fsync would wait for it.
+        await pipeline(body, hasher, async (chunks: AsyncIterable<Buffer>) => {
+          for await (const chunk of chunks) {
+            for (let at = 0; at < chunk.length; )
+              at += (await file.write(chunk, at, chunk.length - at)).bytesWritten;
+          }
+        });
+        size = hasher.bytes;
+        sha256 = hasher.sha256;
+      }
       const written = (await handle.stat()).size;
-      if (written !== hasher.bytes) {
+      if (written !== size) {
         throw new ArchiveError(
           'ARCHIVE_VERIFY_FAILED',
           'The archive file has a different size than the bytes written.',
           {
             transient: true,
-            details: { key, sent: hasher.bytes, stored: written },
+            details: { key, sent: size, stored: written },
           },
         );
       }
       await this.#durability.syncFile(handle, path);
       await handle.close();
       handle = undefined;
-      return { path, size: hasher.bytes, sha256: hasher.sha256 };
+      return { path, size, sha256 };
     } catch (err) {
-      if (!body.destroyed) body.destroy();
+      if (!Buffer.isBuffer(body) && !body.destroyed) body.destroy();
+      this.#tempReady = undefined;
       await handle?.close().catch(() => {});
       if (path) await rm(path, { force: true });
       throw writeFailed(key, err);
-    }
-  }
-
-  /** fsyncs the target's directory, and every directory up to the parent of the first one we created. */
-  async #syncParents(target: string, createdDir: string | undefined): Promise<void> {
-    let dir = dirname(target);
-    await this.#durability.syncDir(dir);
-    if (!createdDir) return;
-    const stop = dirname(createdDir);
-    while (dir !== stop && dir.startsWith(this.#root) && dir !== this.#root) {
-      dir = dirname(dir);
-      await this.#durability.syncDir(dir);
     }
   }
 

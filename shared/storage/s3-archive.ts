@@ -248,11 +248,12 @@ export class S3Archive implements Archive {
 
   async putStreamCreateOnly(
     key: string,
-    body: Readable,
+    body: Readable | Buffer,
     options: { contentType?: string } = {},
   ): Promise<PutRawResult> {
     validateArchiveKey(key);
-    const outcome = await this.#upload(key, body, options.contentType ?? 'message/rfc822', true);
+    const source = Buffer.isBuffer(body) ? Readable.from([body]) : body;
+    const outcome = await this.#upload(key, source, options.contentType ?? 'message/rfc822', true);
     if (outcome.kind === 'created') return { key, size: outcome.size, sha256: outcome.sha256, created: true };
     return this.#existing(key, outcome);
   }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -118,7 +118,7 @@ describe('LocalArchive', () => {
     expect(await archive.pendingTempFiles()).toEqual([]);
   });
 
-  it('fsyncs the temp file before linking it, then the directories that gained a name', async () => {
+  it('makes new directories durable first, fsyncs the temp file before linking it, then the directory', async () => {
     const events: string[] = [];
     const key = 'raw/mb/2024/01/02/synced.eml';
     let target = join(dir, key);
@@ -137,19 +137,49 @@ describe('LocalArchive', () => {
     archive = new LocalArchive({ dir, durability });
     await archive.putStreamCreateOnly(key, body('durable'));
     expect(events).toEqual([
+      'dir /raw/mb/2024/01 target-exists=false',
+      'dir /raw/mb/2024 target-exists=false',
+      'dir /raw/mb target-exists=false',
+      'dir /raw target-exists=false',
+      'dir / target-exists=false',
       'file temp target-exists=false',
       'dir /raw/mb/2024/01/02 target-exists=true',
-      'dir /raw/mb/2024/01 target-exists=true',
-      'dir /raw/mb/2024 target-exists=true',
-      'dir /raw/mb target-exists=true',
-      'dir /raw target-exists=true',
-      'dir / target-exists=true',
     ]);
     // A second key in an existing directory only syncs that directory.
     events.length = 0;
     target = join(dir, 'raw/mb/2024/01/02/second.eml');
     await archive.putStreamCreateOnly('raw/mb/2024/01/02/second.eml', body('x'));
     expect(events).toEqual(['file temp target-exists=false', 'dir /raw/mb/2024/01/02 target-exists=true']);
+  });
+
+  it('a burst into one directory shares directory fsyncs, each after its own link; a Buffer is stored as given', async () => {
+    const linked = new Set<string>();
+    let dirSyncs = 0;
+    const durability: Durability = {
+      syncFile: fsDurability.syncFile,
+      async syncDir(path) {
+        dirSyncs++;
+        // Every name that exists when a sync starts is covered by it; the delay lets writers pile up.
+        for (const name of readdirSync(path)) linked.add(name);
+        await new Promise((r) => setTimeout(r, 5));
+        await fsDurability.syncDir(path);
+      },
+    };
+    archive = new LocalArchive({ dir, durability });
+    await archive.put('raw/mb/2024/01/02/warm.json', '{}');
+    dirSyncs = 0;
+    const keys = Array.from({ length: 40 }, (_, i) => `raw/mb/2024/01/02/m${i}.eml`);
+    const results = await Promise.all(
+      keys.map((k, i) => archive.putStreamCreateOnly(k, Buffer.from(`message ${i}\r\n`))),
+    );
+    for (const [i, r] of results.entries()) {
+      expect(r).toMatchObject({ created: true, size: Buffer.byteLength(`message ${i}\r\n`) });
+      expect(r.sha256).toBe(createHash('sha256').update(`message ${i}\r\n`).digest('hex'));
+      expect(linked.has(`m${i}.eml`)).toBe(true);
+    }
+    expect(dirSyncs).toBeGreaterThan(0);
+    expect(dirSyncs).toBeLessThan(keys.length / 2);
+    expect(await archive.pendingTempFiles()).toEqual([]);
   });
 
   it('a failed fsync fails the write and leaves nothing behind', async () => {
