@@ -2,8 +2,10 @@
  * Memory: peak RSS (VmHWM from /proc) of a child process running one full-pipeline poll, for an empty
  * mailbox (the fixed cost of Node plus our code), a 20 MB and a 200 MB message (memory must not grow
  * with message size, invariant 5), and a message with 500 attachments (each streamed to the archive).
+ * The child runs with the Node flags the Lambda functions are deployed with (LAMBDA_NODE_OPTIONS).
  */
 
+import { LAMBDA_NODE_OPTIONS } from '../infra/constructs/pophook.js';
 import { startDovecot } from '../test/fixtures/dovecot.js';
 import { makeMessage } from '../test/fixtures/messages.js';
 import { bundleChild, median, progress, runTimed, tempDir } from './lib.js';
@@ -63,7 +65,11 @@ export async function benchMemory(opts: { runs: number; cases?: readonly string[
             dataDir: dir.path,
             maxMessageBytes: 300 * 1024 * 1024,
           };
-          const res = await runTimed(process.execPath, [child, JSON.stringify(job)], { sampleRss: true });
+          // The flags the poller Lambda runs with (NODE_OPTIONS), so the figure is the product's.
+          const flags = LAMBDA_NODE_OPTIONS.split(' ');
+          const res = await runTimed(process.execPath, [...flags, child, JSON.stringify(job)], {
+            sampleRss: true,
+          });
           if (res.code !== 0) throw new Error(res.stderr.split('\n').slice(0, 3).join(' / '));
           const out = JSON.parse(res.stdout.trim().split('\n').pop() ?? '{}') as {
             peakRss: number;

@@ -353,13 +353,20 @@ function grantKeyUse(key: kms.IKey, grantee: iam.IGrantable, actions: string[]):
   iam.Grant.addToPrincipal({ grantee, actions, resourceArns: [key.keyArn] });
 }
 
+/**
+ * Node flags both functions run with (bench/memory.ts runs its poll with the same). A 4 MB young
+ * generation semi-space (V8's default is 16 MB) keeps a poll streaming a 200 MB message near 130 MB
+ * RSS instead of 150: streams make short-lived chunks, and a smaller nursery frees them sooner.
+ */
+export const LAMBDA_NODE_OPTIONS = '--enable-source-maps --max-semi-space-size=4';
+
 /** The part of the functions' environment known at synth time. */
 function staticEnvironment(config: PophookConfig, serviceName: string): Record<string, string> {
   return {
     CONFIG_JSON: JSON.stringify(config),
     POWERTOOLS_SERVICE_NAME: serviceName,
     POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-    NODE_OPTIONS: '--enable-source-maps',
+    NODE_OPTIONS: LAMBDA_NODE_OPTIONS,
   };
 }
 
