@@ -45,8 +45,16 @@ export const FETCH_BURST = 50;
  * hide disk-sync and S3 latency behind the network, small enough to bound memory and open files.
  */
 export const PIPELINE_CONCURRENCY = 16;
-/** Messages up to this size (per LIST) are read into memory and archived in the background. */
-export const INLINE_ARCHIVE_MAX_BYTES = 256 * 1024;
+/**
+ * Messages up to this size (per LIST) are read into memory, then archived and parsed in the background
+ * from those bytes while the next RETRs stream in. Bigger ones stream to the archive and are parsed
+ * from it, so memory never depends on message size.
+ */
+export const INLINE_ARCHIVE_MAX_BYTES = 4 * 1024 * 1024;
+/** Bytes of such in-memory messages held at once (being archived or parsed): the memory bound. */
+export const INLINE_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
+/** Sizes below this are not held to the lie factor on their own (odd LIST counts of tiny mail). */
+const INLINE_MIN_LIMIT_BYTES = 256 * 1024;
 /** A server whose RETR exceeds its own LIST size by this factor is lying; stop buffering it. */
 export const INLINE_LIE_FACTOR = 4;
 /** State writes issued at once when pre-registering a burst. */
@@ -230,6 +238,8 @@ class PollRun {
   private readonly toDelete: { n: number; record: MessageRecord }[] = [];
   private readonly pending = new Set<Promise<void>>();
   private stageError: unknown;
+  /** Bytes of in-memory messages not yet released by their archive and parse tasks. */
+  private inlineBytes = 0;
 
   constructor(
     private readonly mailbox: MailboxConfig,
@@ -596,10 +606,16 @@ class PollRun {
         if (action.message.size <= INLINE_ARCHIVE_MAX_BYTES && !dedupeByContent) {
           // Small message (nearly all mail): read it off the wire now and archive it in the background,
           // so the next RETR streams in while this one's disk or S3 write completes. Memory stays
-          // bounded: PIPELINE_CONCURRENCY x INLINE_ARCHIVE_MAX_BYTES at most.
-          const bytes = await collect(stream, INLINE_ARCHIVE_MAX_BYTES * INLINE_LIE_FACTOR);
+          // bounded by INLINE_BYTES_IN_FLIGHT (plus one message, up to the lie factor).
+          while (this.inlineBytes > 0 && this.inlineBytes + action.message.size > INLINE_BYTES_IN_FLIGHT)
+            await Promise.race(this.pending);
+          const bytes = await collect(
+            stream,
+            Math.max(action.message.size, INLINE_MIN_LIMIT_BYTES) * INLINE_LIE_FACTOR,
+          );
+          const hold = this.holdInline(bytes.length);
           await this.waitForSlot();
-          this.track(this.archiveOne(bytes, record, action.message, false));
+          this.track(this.archiveOne(bytes, record, action.message, false, hold).finally(hold));
           continue;
         }
         await this.archiveOne(stream, record, action.message, dedupeByContent);
@@ -617,12 +633,27 @@ class PollRun {
     }
   }
 
-  /** `input` is the RETR stream, or the whole message when it was small enough to read into memory. */
+  /** Counts `bytes` against INLINE_BYTES_IN_FLIGHT until the returned release runs (once). */
+  private holdInline(bytes: number): () => void {
+    this.inlineBytes += bytes;
+    let held = true;
+    return () => {
+      if (held) this.inlineBytes -= bytes;
+      held = false;
+    };
+  }
+
+  /**
+   * `input` is the RETR stream, or the whole message when it was small enough to read into memory;
+   * then `hold` is its INLINE_BYTES_IN_FLIGHT reservation, handed on to the parse task when it parses
+   * from those bytes (the caller releases it otherwise).
+   */
   private async archiveOne(
     input: Readable | Buffer,
     record: MessageRecord,
     message: ListedMessage,
     dedupeByContent: boolean,
+    hold?: () => void,
   ): Promise<void> {
     const { deps } = this;
     const key = rawKey(this.mailbox.id, record.messageKey, new Date(record.firstSeenAt));
@@ -686,7 +717,8 @@ class PollRun {
       this.metrics.add('BytesFetched', stored.size, { MailboxId: this.mailbox.id });
       await this.hook('after-archive', undefined, record.messageKey);
       // Parse from the bytes in hand when they are what was archived (created now, byte for byte).
-      this.afterArchive(archived, message, stored.created && Buffer.isBuffer(body) ? body : undefined);
+      if (stored.created && Buffer.isBuffer(body)) this.afterArchive(archived, message, body, hold);
+      else this.afterArchive(archived, message);
     } finally {
       await spooled?.dispose();
       // Unconsumed data would desync the session; the connection layer drains or fails it.
@@ -695,8 +727,20 @@ class PollRun {
   }
 
   /** Parse, write the event, enqueue: runs beside the next RETRs, bounded. */
-  private afterArchive(record: MessageRecord, message: ListedMessage, bytes?: Buffer): void {
-    this.track(this.postArchive(record, message, bytes));
+  private afterArchive(
+    record: MessageRecord,
+    message: ListedMessage,
+    bytes?: Buffer,
+    hold?: () => void,
+  ): void {
+    if (!bytes || !hold) {
+      this.track(this.postArchive(record, message));
+      return;
+    }
+    // The bytes stay reserved until parsed: take over the reservation from the archive task.
+    const release = this.holdInline(bytes.length);
+    hold();
+    this.track(this.postArchive(record, message, bytes).finally(release));
   }
 
   /** Runs `work` in the background pool; its failure stops the poll (after the burst) like a crash. */
