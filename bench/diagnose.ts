@@ -73,7 +73,7 @@ function timed<T extends object>(obj: T, name: string, methods: string[]): void 
 }
 
 const stubParse: PollDeps['parse'] = async (input) => {
-  for await (const _ of input.source) {
+  for await (const _ of input.source ?? [input.bytes]) {
     // drain
   }
   return {

@@ -18,7 +18,7 @@ import { ConfigError, errorCode, isPophookError, PophookError } from '../errors.
 import type { Logger } from '../log.js';
 import type { EmailReceivedData, EmailSkippedData, PophookEvent } from '../mail/event.js';
 import { EVENT_VERSION } from '../mail/event.js';
-import { createArchiveAttachmentWriter, type ParseDeps, type ParseInput } from '../mail/parse.js';
+import { createArchiveAttachmentWriter, type ParseDeps, type ParseMessageInput } from '../mail/parse.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { noopMetrics } from '../metrics/metrics.js';
 import type { Pop3ConnectOptions, Pop3Credentials, Pop3MessageStream, Pop3Session } from '../pop3/types.js';
@@ -79,8 +79,8 @@ export interface PollHooks {
   wrapRetr?(stream: Readable, messageKey: string): Readable;
 }
 
-export type ParseFn = (input: ParseInput, deps: ParseDeps) => Promise<EmailReceivedData>;
-export type { ParseDeps, ParseInput };
+export type ParseFn = (input: ParseMessageInput, deps: ParseDeps) => Promise<EmailReceivedData>;
+export type { ParseDeps, ParseMessageInput };
 export type RouteFn = (event: PophookEvent, endpoints: readonly EndpointConfig[]) => string[];
 
 export interface PollProgress {
@@ -766,7 +766,7 @@ class PollRun {
     const eventId = eventIdFor(record.messageKey);
     const data = await deps.parse(
       {
-        source: bytes ? Readable.from([bytes]) : await deps.archive.get(rawObjectKey),
+        ...(bytes ? { bytes } : { source: await deps.archive.get(rawObjectKey) }),
         mailboxId: mailbox.id,
         messageKey: record.messageKey,
         eventId,

@@ -6,12 +6,16 @@
  * to what the event can hold. The top-level header block is read from the raw bytes on the side, so
  * the event keeps its headers when the parser gives up later.
  *
+ * The raw message comes either as a stream (memory bounded whatever its size) or, when the caller
+ * already holds it, as one Buffer (`bytes`): the same parse without the stream plumbing in front.
+ * Both feed mailparser's splitter directly and give the same event.
+ *
  * Bad mail never makes `parseMessage` throw: it returns what it could read with `parseError` set
  * (the raw message is archived and delivered either way). It throws only for infrastructure failures,
  * which are transient: `deps.writeAttachment` failing, or the source stream erroring.
  */
-import type { Readable } from 'node:stream';
-import { PassThrough, Transform } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
+import { Writable } from 'node:stream';
 import type { AttachmentStream, MailParserOptions, MessageText } from 'mailparser';
 import { MailParser } from 'mailparser';
 import type { ParseConfig } from '../config/schema.js';
@@ -27,7 +31,6 @@ import { EVENT_VERSION } from './event.js';
 import {
   allRaw,
   CharsetWarnings,
-  decodeHeaderValue,
   extractMessageIds,
   firstRaw,
   HeaderBlockCollector,
@@ -68,9 +71,8 @@ export interface ParseDeps {
   logger?: Logger;
 }
 
-export interface ParseInput {
-  /** The raw message. Consumed; destroyed when parsing stops early (limit, timeout, failure). */
-  source: Readable;
+/** What every parse needs besides the raw message. */
+export interface ParseInputBase {
   mailboxId: string;
   messageKey: string;
   eventId: string;
@@ -80,6 +82,26 @@ export interface ParseInput {
   /** A `ParseConfig`; missing fields take the documented defaults. */
   limits: ParseConfig;
 }
+
+/** The raw message as a stream: memory stays bounded whatever its size. */
+export interface ParseInput extends ParseInputBase {
+  /** The raw message. Consumed; destroyed when parsing stops early (limit, timeout, failure). */
+  source: Readable;
+  bytes?: undefined;
+}
+
+/**
+ * The raw message already in memory (a small message just downloaded): the same parse and the same
+ * event as the stream path, without the stream plumbing in front of the parser. Never modified.
+ */
+export interface BytesParseInput extends ParseInputBase {
+  /** The whole raw message. Only for messages the caller holds anyway: it is not streamed. */
+  bytes: Buffer;
+  source?: undefined;
+}
+
+/** One message to parse: exactly one of `source` (a stream) or `bytes` (the whole message). */
+export type ParseMessageInput = ParseInput | BytesParseInput;
 
 /** Reading the raw message failed (archive or network). Transient: parse again later. */
 export class MailSourceError extends PophookError {
@@ -96,9 +118,28 @@ export class MailSourceError extends PophookError {
 /**
  * Parses one message. Resolves with the event (possibly with `parseError`) for any input; rejects
  * only when `writeAttachment` fails (its error, unchanged) or the source stream errors (MailSourceError).
+ * `bytes` and a `source` stream with the same bytes give the same event.
  */
-export async function parseMessage(input: ParseInput, deps: ParseDeps): Promise<EmailReceivedData> {
+export async function parseMessage(input: ParseMessageInput, deps: ParseDeps): Promise<EmailReceivedData> {
   return new ParseRun(input, deps, resolveParseLimits(input.limits)).run();
+}
+
+/**
+ * The event of a parse that stopped before the MIME parser read anything: headers, addresses and
+ * `parseError`, no bodies. `attachments` are ones already stored. For the parse pool, when a worker
+ * had to be given up on; never throws.
+ */
+export function headerOnlyEvent(
+  input: BytesParseInput,
+  parseError: { code: string; message: string },
+  attachments: AttachmentInfo[] = [],
+): EmailReceivedData {
+  const run = new ParseRun(input, { writeAttachment: notWriting }, resolveParseLimits(input.limits));
+  return run.headersOnly(parseError, attachments);
+}
+
+function notWriting(): never {
+  throw new Error('headerOnlyEvent writes no attachments');
 }
 
 /** A `writeAttachment` that stores into the archive at `attachmentKey(...)`, the layout receivers see. */
@@ -116,6 +157,10 @@ export function createArchiveAttachmentWriter(
   };
 }
 
+/** The log line of every finished parse (debug), and of one that ended with `parseError` (warn). */
+export const PARSED_LOG = 'mail parsed';
+export const PARSE_INCOMPLETE_LOG = 'mail parse incomplete';
+
 /** A limit or timeout stopped parsing. Internal: it becomes `parseError`, never escapes. */
 class ParseStop extends Error {
   constructor(
@@ -129,6 +174,7 @@ class ParseStop extends Error {
 // The parts of mailparser/mailsplit we hook into. Not in mailparser's public typings (they are marked
 // internal), so parse.test.ts fails loudly if an upgrade renames them.
 interface SplitterNode {
+  contentType?: string | false;
   parentNode?: SplitterNode | false | null;
 }
 interface SplitterChunk {
@@ -140,20 +186,26 @@ interface TreeNode {
   contentType?: string;
   charset?: string;
   isAttachment?: boolean;
-  decoder?: unknown;
-  headerLines?: { key: string; line: string }[];
+  decoder?: Writable;
+  headerLines?: HeaderLineRecord[];
+}
+interface HeaderLineRecord {
+  key: string;
+  line: string;
 }
 interface MailParserInternals {
   processChunk(data: SplitterChunk, done: (err?: Error | null) => void): void;
   createNode(node: SplitterNode): TreeNode;
+  processHeaders(lines: HeaderLineRecord[] | undefined): unknown;
   getTextContent(): MessageText;
   curnode: TreeNode | false;
   splitter: Transform;
   chunkedPassthrough: Transform;
 }
 
-// Why: mailsplit buffers input into 64 KiB chunks anyway (ChunkedPassthrough); feeding it chunks at
-// least that big keeps its re-concatenation linear.
+// Why: mailparser's own ChunkedPassthrough hands its splitter 64 KiB chunks; we feed the splitter
+// directly with chunks at least that big, so a source that delivers a line at a time costs no more
+// per byte, and the splitter sees the chunks it always saw.
 const PARSER_CHUNK_BYTES = 64 * 1024;
 
 const TEXT_TYPES = new Set(['text/plain', 'text/html', 'message/delivery-status']);
@@ -165,7 +217,7 @@ const RFC2231_CHARSET = /\*(?:\d+\*)?\s*=\s*"?([\w\-_.:]+)'/g;
 /** Verifies that this mailparser still has the internals we hook; throws at first use if not. */
 export function assertMailParserCompatible(): void {
   const probe = new MailParser() as unknown as Partial<MailParserInternals>;
-  for (const name of ['processChunk', 'createNode', 'getTextContent'] as const) {
+  for (const name of ['processChunk', 'createNode', 'processHeaders', 'getTextContent'] as const) {
     if (typeof probe[name] !== 'function') {
       throw new Error(`mailparser no longer has ${name}(); shared/mail/parse.ts needs updating`);
     }
@@ -178,12 +230,11 @@ export function assertMailParserCompatible(): void {
 class ParseRun {
   private readonly collector: HeaderBlockCollector;
   private readonly charsets = new CharsetWarnings();
-  private readonly tap: Transform;
   private readonly parser: MailParser;
   private readonly internals: MailParserInternals;
   private readonly attachments: AttachmentInfo[] = [];
-  private readonly logger: Logger | undefined;
   private readonly started = Date.now();
+  private childLogger: Logger | undefined;
 
   private attachmentCount = 0;
   private parts = 0;
@@ -193,10 +244,12 @@ class ParseRun {
   private sawPlainText = false;
   private readonly rawBudget: { text: number; html: number };
   private readonly rawTruncated = { text: false, html: false };
+  /** The first error of an attachment's decoder: the message's bytes, not the writer, failed. */
+  private decodeError: unknown;
 
   private inflight: Promise<void> | undefined;
   private finishing: Promise<void> | undefined;
-  private currentContent: [Readable, Readable] | undefined;
+  private currentContent: Readable | undefined;
   private stopping = false;
   private settled = false;
   private timer: NodeJS.Timeout | undefined;
@@ -204,76 +257,112 @@ class ParseRun {
   private reject!: (err: unknown) => void;
 
   constructor(
-    private readonly input: ParseInput,
+    private readonly input: ParseMessageInput,
     private readonly deps: ParseDeps,
     private readonly limits: ParseLimits,
   ) {
-    this.logger = deps.logger?.child({ mailboxId: input.mailboxId, messageKey: input.messageKey });
     this.collector = new HeaderBlockCollector(limits.maxHeaderBytes);
     this.rawBudget = { text: limits.maxRawTextBytes, html: limits.maxRawTextBytes };
-    const collector = this.collector;
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    this.tap = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        collector.push(chunk);
-        // mailsplit's ChunkedPassthrough re-concatenates its whole 64 KiB buffer on every write, which
-        // is quadratic for a source that delivers small chunks (a line at a time). Hand it big ones.
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        if (pendingBytes >= PARSER_CHUNK_BYTES) {
-          const joined = Buffer.concat(pending, pendingBytes);
-          pending = [];
-          pendingBytes = 0;
-          callback(null, joined);
-          return;
-        }
-        callback();
-      },
-      flush(callback) {
-        callback(null, pendingBytes ? Buffer.concat(pending, pendingBytes) : undefined);
-      },
-    });
-    const options: MailParserOptions = {
-      // We want text even for HTML-only mail; html-to-text is bounded by maxHtmlLengthToParse.
-      skipHtmlToText: false,
-      maxHtmlLengthToParse: limits.maxHtmlToTextChars,
-      skipTextToHtml: true,
-      skipTextLinks: true,
-      skipImageLinks: true,
-      // The archive computes SHA-256 while storing; mailparser's MD5 would be wasted work.
-      checksumAlgo: false,
-      maxHeadSize: limits.maxHeaderBytes,
-      // The splitter runs ahead of the parser (it splits whole 64 KiB chunks at once), so its own count
-      // is the one that usually fires; ours in processChunk covers the nodes it has already passed on.
-      maxChildNodes: limits.maxParts,
-    };
-    this.parser = new MailParser(options);
+    this.parser = new MailParser(parserOptions(limits));
     this.internals = this.parser as unknown as MailParserInternals;
     this.hookParser();
+  }
+
+  /** See headerOnlyEvent(): the raw header block only, the MIME parser never started. */
+  headersOnly(
+    parseError: { code: string; message: string },
+    attachments: AttachmentInfo[],
+  ): EmailReceivedData {
+    const bytes = this.input.bytes ?? Buffer.alloc(0);
+    this.settled = true;
+    this.stopping = true;
+    this.teardown();
+    this.parseError = parseError;
+    this.attachments.push(...attachments);
+    try {
+      this.collector.push(bytes);
+      this.sourceEnded = true;
+      return this.buildEvent();
+    } catch (err) {
+      this.parseError ??= classifyError(err);
+      return this.buildMinimalEvent();
+    }
+  }
+
+  /** The caller's logger with the message's ids; made only when something is logged. */
+  private get logger(): Logger | undefined {
+    if (!this.childLogger && this.deps.logger) {
+      this.childLogger = this.deps.logger.child({
+        mailboxId: this.input.mailboxId,
+        messageKey: this.input.messageKey,
+      });
+    }
+    return this.childLogger;
   }
 
   run(): Promise<EmailReceivedData> {
     return new Promise<EmailReceivedData>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
-      const { source } = this.input;
       this.timer = setTimeout(() => {
         this.stop(
           new ParseStop(ParseErrorCode.timeout, `parsing took longer than ${this.limits.timeoutMs} ms`),
         );
       }, this.limits.timeoutMs);
-      // These listeners stay attached for good: a stream we destroyed may still emit a late error,
-      // and an 'error' without a listener would crash the process.
-      source.on('error', (err) => this.failInfrastructure(new MailSourceError({ cause: err })));
-      source.once('end', () => {
-        this.sourceEnded = true;
-      });
-      this.tap.on('error', () => {});
       this.parser.on('error', (err: Error) => this.stop(err));
       this.parser.on('data', (data: AttachmentStream | MessageText) => this.onData(data));
       this.parser.on('end', () => this.finish());
-      source.pipe(this.tap).pipe(this.parser);
+      const { bytes, source } = this.input;
+      if (bytes) this.feedBytes(bytes);
+      else this.feedStream(source);
+    });
+  }
+
+  /**
+   * The whole message at once: straight into mailparser's splitter, which takes its own bounded steps
+   * through it (mailparser's ChunkedPassthrough in front would only copy it).
+   */
+  private feedBytes(bytes: Buffer): void {
+    this.collector.push(bytes);
+    this.sourceEnded = true;
+    if (bytes.length) this.internals.splitter.write(bytes);
+    this.parser.end();
+  }
+
+  /**
+   * Reads the source into the splitter in chunks of at least PARSER_CHUNK_BYTES, the ones mailparser's
+   * ChunkedPassthrough would make, with backpressure; the header block is collected on the way.
+   */
+  private feedStream(source: Readable): void {
+    const splitter = this.internals.splitter;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const take = (): Buffer => {
+      const joined = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      return joined;
+    };
+    // These listeners stay attached for good: a stream we destroyed may still emit a late error,
+    // and an 'error' without a listener would crash the process.
+    source.on('error', (err) => this.failInfrastructure(new MailSourceError({ cause: err })));
+    source.on('data', (data: Buffer | Uint8Array | string) => {
+      if (this.stopping) return;
+      const chunk = toBuffer(data);
+      if (chunk.length === 0) return;
+      this.collector.push(chunk);
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= PARSER_CHUNK_BYTES && !splitter.write(take())) source.pause();
+    });
+    splitter.on('drain', () => {
+      if (!this.stopping) source.resume();
+    });
+    source.once('end', () => {
+      this.sourceEnded = true;
+      if (this.stopping) return;
+      if (pendingBytes) splitter.write(take());
+      this.parser.end();
     });
   }
 
@@ -282,6 +371,8 @@ class ParseRun {
     const internals = this.internals;
     const processChunk = internals.processChunk.bind(this.parser);
     const createNode = internals.createNode.bind(this.parser);
+    const processHeaders = internals.processHeaders.bind(this.parser);
+    let showMeta = false;
     internals.processChunk = (data, done) => {
       // After a stop nothing more is processed; the loop simply ends and the parser is collected.
       if (this.stopping || this.settled) return;
@@ -319,7 +410,15 @@ class ParseRun {
       }
       processChunk(data, done);
     };
+    internals.processHeaders = (lines) => {
+      // mailparser decodes every header of every part (addresses, dates, lists) into a map that only
+      // its own result object reads; the event is built from the raw header block instead. What the
+      // text and the attachments do read: Content-ID, and the From/To/Subject/Date block it writes
+      // into the text for a message/rfc822 part.
+      return processHeaders(showMeta ? lines : lines?.filter((line) => line.key === 'content-id'));
+    };
     internals.createNode = (node) => {
+      showMeta = isPartOfRfc822(node);
       const created = createNode(node);
       for (const line of created.headerLines ?? []) {
         if (!PART_LABEL_HEADERS.has(line.key)) continue;
@@ -329,6 +428,18 @@ class ParseRun {
       if (!created.isAttachment && TEXT_TYPES.has(created.contentType ?? '')) {
         if (created.contentType !== 'text/html') this.sawPlainText = true;
         this.charsets.checkLabel(created.charset);
+      }
+      const decoder = created.decoder;
+      if (decoder) {
+        // mailparser ends the decoder of the last part twice (after its body and at the end of the
+        // message); the second end() only builds an ERR_STREAM_ALREADY_FINISHED nobody sees, and that
+        // stack capture was a visible share of the parse.
+        if (decoder.end === writableEnd) decoder.end = endOnce;
+        if (created.isAttachment) {
+          decoder.on('error', (err: unknown) => {
+            this.decodeError ??= err;
+          });
+        }
       }
       return created;
     };
@@ -341,20 +452,10 @@ class ParseRun {
       return;
     }
     const index = this.attachmentCount++;
-    const decoded = data.content;
-    // The writer gets its own stream, so that when it fails and destroys what it reads (pipeline does)
-    // the failure stays on `content`, while an error of mailparser's stream (a decoder choking on the
-    // message's bytes) is ours to see. That tells an archive outage from bad mail.
-    const content = new PassThrough();
-    let contentError: unknown;
-    decoded.on('error', (err) => {
-      contentError ??= err;
-      content.destroy(err);
-    });
-    decoded.pipe(content);
+    const content = data.content;
     // A writer that never listens must not turn our destroy() on stop into an uncaught 'error'.
     content.on('error', () => {});
-    this.currentContent = [decoded, content];
+    this.currentContent = content;
     const meta = attachmentMeta(data);
     let write: Promise<{ key: string; size: number; sha256: string }>;
     try {
@@ -388,9 +489,10 @@ class ParseRun {
         this.inflight = undefined;
         // We destroyed the stream (timeout, limit): the writer failing is expected, not an outage.
         if (this.stopping || this.settled) return;
-        if (contentError !== undefined) {
-          // The message's bytes broke the decoder, not the archive: a parse failure.
-          this.stop(contentError);
+        if (this.decodeError !== undefined) {
+          // The message's bytes broke the decoder (it errors the content stream the writer reads),
+          // not the archive: a parse failure.
+          this.stop(this.decodeError);
           return;
         }
         this.failInfrastructure(err);
@@ -403,9 +505,9 @@ class ParseRun {
     if (this.settled || this.stopping) return;
     this.stopping = true;
     this.parseError ??= classifyError(reason);
-    const streams = this.currentContent;
+    const content = this.currentContent;
     this.teardown();
-    for (const stream of streams ?? []) stream.destroy(new Error('parsing stopped'));
+    content?.destroy(new Error('parsing stopped'));
     this.finish();
   }
 
@@ -414,7 +516,7 @@ class ParseRun {
     this.settled = true;
     this.stopping = true;
     clearTimeout(this.timer);
-    for (const stream of this.currentContent ?? []) stream.destroy(new Error('parsing stopped'));
+    this.currentContent?.destroy(new Error('parsing stopped'));
     this.teardown();
     this.logger?.error('mail parse infrastructure failure', { err, eventId: this.input.eventId });
     this.reject(err);
@@ -423,10 +525,7 @@ class ParseRun {
   private teardown(): void {
     clearTimeout(this.timer);
     const { source } = this.input;
-    source.unpipe(this.tap);
-    this.tap.unpipe(this.parser);
-    if (!this.sourceEnded) source.destroy();
-    this.tap.destroy();
+    if (source && !this.sourceEnded) source.destroy();
     this.parser.destroy();
     this.internals.chunkedPassthrough.destroy();
     this.internals.splitter.destroy();
@@ -474,9 +573,9 @@ class ParseRun {
     }
     const durationMs = Date.now() - this.started;
     if (event.parseError) {
-      this.logger?.warn('mail parse incomplete', { code: event.parseError.code, durationMs });
+      this.logger?.warn(PARSE_INCOMPLETE_LOG, { code: event.parseError.code, durationMs });
     } else {
-      this.logger?.debug('mail parsed', { durationMs, attachments: event.attachments.length });
+      this.logger?.debug(PARSED_LOG, { durationMs, attachments: event.attachments.length });
     }
     this.resolve(event);
   }
@@ -503,7 +602,8 @@ class ParseRun {
 
     const text = this.collectText();
     const raw = block.raw;
-    const subject = firstRaw(raw, 'subject');
+    // `headers` is `raw` decoded entry by entry: the first Subject is already decoded there.
+    const subjectIndex = raw.findIndex((h) => h.name === 'subject');
     const messageIds = extractMessageIds(firstRaw(raw, 'message-id'), 1);
     const inReplyTo = extractMessageIds(firstRaw(raw, 'in-reply-to'), 1);
     return {
@@ -517,7 +617,7 @@ class ParseRun {
       messageId: messageIds[0] ?? null,
       inReplyTo: inReplyTo[0] ?? null,
       references: extractMessageIds(allRaw(raw, 'references').join(' ')),
-      subject: subject === undefined ? null : decodeHeaderValue(subject),
+      subject: subjectIndex < 0 ? null : (block.headers[subjectIndex]?.value ?? null),
       // From and Reply-To may appear once (RFC 5322 §3.6); the first occurrence is the one clients show.
       from: parseAddressList(allRaw(raw, 'from').slice(0, 1)),
       to: parseAddressList(allRaw(raw, 'to')),
@@ -604,6 +704,43 @@ class ParseRun {
       parseError: this.parseError,
     };
   }
+}
+
+/** A source chunk as a Buffer, as a byte-mode Writable would have taken it (object-mode sources). */
+function toBuffer(data: Buffer | Uint8Array | string): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (typeof data === 'string') return Buffer.from(data);
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function parserOptions(limits: ParseLimits): MailParserOptions {
+  return {
+    // We want text even for HTML-only mail; html-to-text is bounded by maxHtmlLengthToParse.
+    skipHtmlToText: false,
+    maxHtmlLengthToParse: limits.maxHtmlToTextChars,
+    skipTextToHtml: true,
+    skipTextLinks: true,
+    skipImageLinks: true,
+    // The archive computes SHA-256 while storing; mailparser's MD5 would be wasted work.
+    checksumAlgo: false,
+    maxHeadSize: limits.maxHeaderBytes,
+    // The splitter runs ahead of the parser (it splits whole 64 KiB chunks at once), so its own count
+    // is the one that usually fires; ours in processChunk covers the nodes it has already passed on.
+    maxChildNodes: limits.maxParts,
+  };
+}
+
+const writableEnd = Writable.prototype.end;
+
+/** `end()` for a part decoder: a no-op once the stream is ended, as `end()` is apart from its error. */
+function endOnce(this: Writable, ...args: unknown[]): Writable {
+  if (args.length === 0 && (this.writableEnded || this.destroyed)) return this;
+  return (writableEnd as (...a: unknown[]) => Writable).apply(this, args);
+}
+
+/** The top node of a message/rfc822 part, whose From/To/Subject/Date mailparser writes into the text. */
+function isPartOfRfc822(node: SplitterNode): boolean {
+  return !!node.parentNode && node.parentNode.contentType === 'message/rfc822';
 }
 
 function nodeDepth(data: SplitterChunk): number {

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import type { ParseConfig } from '../../../shared/config/schema.js';
 import type { EmailReceivedData } from '../../../shared/mail/event.js';
-import type { AttachmentMeta, ParseDeps, ParseInput } from '../../../shared/mail/parse.js';
+import type { AttachmentMeta, BytesParseInput, ParseDeps, ParseInput } from '../../../shared/mail/parse.js';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const CORPUS_DIR = join(REPO_ROOT, 'test', 'fixtures', 'mail');
@@ -49,6 +49,13 @@ export function makeInput(source: Readable | Buffer | string, limits: Partial<Pa
     raw: { key: 'raw/inbox-1/2024/05/01/msg-0001.eml', size: 1234, sha256: RAW_SHA },
     limits: limits as ParseConfig,
   };
+}
+
+/** makeInput's fields with the message as an in-memory Buffer (the `bytes` fast path). */
+export function bytesInput(bytes: Buffer | string, limits: Partial<ParseConfig> = {}): BytesParseInput {
+  const { source, ...base } = makeInput(Buffer.alloc(0), limits);
+  source.destroy();
+  return { ...base, bytes: typeof bytes === 'string' ? Buffer.from(bytes) : bytes };
 }
 
 export interface RecordedAttachment {
