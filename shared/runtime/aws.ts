@@ -8,9 +8,8 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { type CredentialsProvider, createCredentialsProvider } from '../auth/credentials.js';
 import { systemClock } from '../clock.js';
 import { routeEvent } from '../delivery/route.js';
-import type { PollDeps } from '../ingest/poll.js';
+import type { ParseFn, PollDeps } from '../ingest/poll.js';
 import type { Logger } from '../log.js';
-import { parseMessage } from '../mail/parse.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { connect } from '../pop3/client.js';
 import { SqsJobQueue } from '../queue/sqs-queue.js';
@@ -19,6 +18,19 @@ import { AwsSecretWriter } from '../secrets/writer.js';
 import { DynamoStateStore } from '../state/dynamo-state.js';
 import { createS3Client, S3Archive } from '../storage/s3-archive.js';
 import type { LambdaEnvironment } from './env.js';
+
+/**
+ * mailparser and what it loads (libmime builds iconv-lite's GBK table, linkify-it compiles its TLD
+ * regexes) are ~100 ms of the poller bundle's start-up CPU, and a poll that finds no new mail never
+ * parses. So the parser is loaded at the first parse, once per container. (While shared/ingest/poll.ts
+ * imports a value from mail/parse.ts, the bundle loads it at start-up anyway and this only resolves an
+ * already-loaded module.)
+ */
+let mailParser: Promise<typeof import('../mail/parse.js')> | undefined;
+const parseLazily: ParseFn = async (input, deps) => {
+  mailParser ??= import('../mail/parse.js');
+  return (await mailParser).parseMessage(input, deps);
+};
 
 export interface AwsRuntime {
   archive: S3Archive;
@@ -56,7 +68,7 @@ export function awsPollDeps(
     credentials: runtime.credentials,
     credentialsExpireAt: (m) => runtime.credentials.tokenExpiresAt(m),
     onAuthFailure: (m) => runtime.credentials.invalidate(m),
-    parse: parseMessage,
+    parse: parseLazily,
     route: routeEvent,
     clock: systemClock,
     logger: options.logger,

@@ -2,19 +2,21 @@
  * The one module that reads `process.env`. Lambda handlers and the CLI call these once at start-up;
  * everything else receives typed values.
  */
-import { z } from 'zod';
+// zod/mini, like the config schema: classic zod's `z` namespace would put all of zod (locales, JSON
+// Schema) back into both Lambda bundles.
+import * as z from 'zod/mini';
 import { parseConfig } from '../config/parse.js';
 import type { PophookConfig } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import type { LogLevel } from '../log.js';
 
 const LambdaEnv = z.object({
-  CONFIG_JSON: z.string().min(2),
-  ARCHIVE_BUCKET: z.string().min(3),
-  QUEUE_URL: z.string().url(),
-  STATE_TABLE: z.string().min(1),
-  AWS_REGION: z.string().min(1).optional(),
-  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).optional(),
+  CONFIG_JSON: z.string().check(z.minLength(2)),
+  ARCHIVE_BUCKET: z.string().check(z.minLength(3)),
+  QUEUE_URL: z.string().check(z.url()),
+  STATE_TABLE: z.string().check(z.minLength(1)),
+  AWS_REGION: z.optional(z.string().check(z.minLength(1))),
+  LOG_LEVEL: z.optional(z.enum(['debug', 'info', 'warn', 'error'])),
 });
 
 export interface LambdaEnvironment {

@@ -2,7 +2,12 @@ import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Pophook, type PophookProps, validatePophookProps } from '../../infra/constructs/pophook.js';
+import {
+  LAMBDA_NODE_OPTIONS,
+  Pophook,
+  type PophookProps,
+  validatePophookProps,
+} from '../../infra/constructs/pophook.js';
 import {
   DEFAULT_CONFIG_PATH,
   EXAMPLE_CONFIG_PATH,
@@ -301,7 +306,7 @@ describe('Pophook construct, default settings', () => {
       expect(env).toMatchObject({
         POWERTOOLS_METRICS_NAMESPACE: 'Pophook',
         POWERTOOLS_SERVICE_NAME: 'pophook',
-        NODE_OPTIONS: '--enable-source-maps',
+        NODE_OPTIONS: LAMBDA_NODE_OPTIONS,
       });
       // The config travels as references only, and round-trips through the schema.
       const parsed = parseConfig(JSON.parse(env.CONFIG_JSON as string));

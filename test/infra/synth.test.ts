@@ -6,11 +6,10 @@ import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ESM_REQUIRE_BANNER, PROJECT_ROOT } from '../../infra/constructs/bundling.js';
+import { BUNDLE_FILE, PROJECT_ROOT } from '../../infra/constructs/bundling.js';
 import { PophookStack } from '../../infra/pophook-stack.js';
 import { parseConfig } from '../../shared/config/load.js';
 
@@ -41,7 +40,7 @@ const DEPLOY_ENV = {
 };
 
 describe('bundling (real esbuild)', () => {
-  it('emits ESM bundles with the require banner and source maps, and embeds a bundled config', () => {
+  it('emits CommonJS bundles with source maps, requires the SDK, and embeds a bundled config', () => {
     const outdir = tempDir('pophook-bundle-');
     const config = parseConfig({
       version: 1,
@@ -65,22 +64,27 @@ describe('bundling (real esbuild)', () => {
       const env = (fn.Properties.Environment as { Variables: Record<string, string> }).Variables;
       expect(Object.keys(env)).not.toContain('CONFIG_JSON');
       const dir = assetDirOf(assembly.directory, fn);
-      const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
-      expect(code.startsWith(ESM_REQUIRE_BANNER)).toBe(true);
-      expect(code).toMatch(/export\s*\{[^}]*as handler\s*\}/);
-      expect(code).not.toMatch(/from\s*"\.\.?\//); // one self-contained file
-      const map = JSON.parse(readFileSync(join(dir, 'index.mjs.map'), 'utf8')) as {
+      const code = readFileSync(join(dir, BUNDLE_FILE), 'utf8');
+      expect(code).toMatch(/\bmodule\.exports\s*=/);
+      // The runtime-provided SDK goes through require (fast), never through an ESM import of CommonJS.
+      expect(code).toMatch(/require\("@aws-sdk\/client-dynamodb"\)/);
+      expect(code).not.toMatch(/from\s*"@aws-sdk\/|import\("@aws-sdk\//);
+      expect(code).not.toMatch(/require\("\.\.?\//); // one self-contained file
+      // --charset=utf8 took effect: iconv-lite's CJK tables (poller) are raw text, not \uXXXX escapes.
+      if (fn.Properties.Description === 'pophook poller') expect(code).toMatch(/[\u0080-\uffff]/);
+      const map = JSON.parse(readFileSync(join(dir, `${BUNDLE_FILE}.map`), 'utf8')) as {
         sourcesContent?: unknown;
       };
       expect(map.sourcesContent).toBeUndefined();
-      // Load it like Lambda would: the injected module sets CONFIG_JSON before the handler reads it.
+      // Load it like Lambda does (require, for index.js with no "type": "module" above it): the
+      // injected module sets CONFIG_JSON before the handler reads it.
       const probe = spawnSync(
         process.execPath,
         [
           '--enable-source-maps',
-          '--input-type=module',
+          '--input-type=commonjs',
           '-e',
-          `const m = await import(${JSON.stringify(pathToFileURL(join(dir, 'index.mjs')).href)});
+          `const m = require(${JSON.stringify(join(dir, BUNDLE_FILE))});
            if (typeof m.handler !== 'function') throw new Error('no handler');
            process.stdout.write(JSON.parse(process.env.CONFIG_JSON).mailboxes[0].id);`,
         ],
@@ -153,7 +157,7 @@ describe('npx cdk synth', () => {
     };
     const fns = functionsOf(template.Resources);
     expect(fns.map((f) => f.Properties.Runtime)).toEqual(['nodejs24.x', 'nodejs24.x']);
-    for (const fn of fns) expect(existsSync(join(assetDirOf(outdir, fn), 'index.mjs'))).toBe(true);
+    for (const fn of fns) expect(existsSync(join(assetDirOf(outdir, fn), BUNDLE_FILE))).toBe(true);
     const report = JSON.parse(readFileSync(join(outdir, 'validation-report.json'), 'utf8')) as {
       pluginReports: { violations?: unknown[] }[];
     };
