@@ -22,8 +22,6 @@ import type { ParseConfig } from '../config/schema.js';
 import { PophookError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { sanitizeForeignText } from '../sanitize.js';
-import type { Archive } from '../storage/archive.js';
-import { attachmentKey } from '../storage/archive.js';
 import { parseAddressList } from './addresses.js';
 import { extractAuthResults } from './auth-results.js';
 import type { AttachmentInfo, EmailReceivedData, RawInfo } from './event.js';
@@ -140,21 +138,6 @@ export function headerOnlyEvent(
 
 function notWriting(): never {
   throw new Error('headerOnlyEvent writes no attachments');
-}
-
-/** A `writeAttachment` that stores into the archive at `attachmentKey(...)`, the layout receivers see. */
-export function createArchiveAttachmentWriter(
-  archive: Pick<Archive, 'put'>,
-  mailboxId: string,
-  messageKey: string,
-): ParseDeps['writeAttachment'] {
-  return async (index, meta, content) => {
-    const key = attachmentKey(mailboxId, messageKey, index, meta.filename ?? undefined);
-    // The sender's content type stays in the event; stored objects are always opaque bytes so that a
-    // pre-signed link to an "text/html" attachment never renders as a page.
-    const stored = await archive.put(key, content, { contentType: 'application/octet-stream' });
-    return { key: stored.key, size: stored.size, sha256: stored.sha256 };
-  };
 }
 
 /** The log line of every finished parse (debug), and of one that ended with `parseError` (warn). */

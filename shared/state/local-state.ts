@@ -32,7 +32,7 @@
  */
 
 import { createHash, randomUUID } from 'node:crypto';
-import { appendFile, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { appendFile, link, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
 import { coalescingDirSync, fsyncDir, type SyncDir } from '../dir-sync.js';

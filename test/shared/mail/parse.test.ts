@@ -3,12 +3,8 @@ import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { ArchiveError } from '../../../shared/errors.js';
 import { createMemoryLogger } from '../../../shared/log.js';
-import {
-  assertMailParserCompatible,
-  createArchiveAttachmentWriter,
-  MailSourceError,
-  parseMessage,
-} from '../../../shared/mail/parse.js';
+import { createArchiveAttachmentWriter } from '../../../shared/mail/attachment-writer.js';
+import { assertMailParserCompatible, MailSourceError, parseMessage } from '../../../shared/mail/parse.js';
 import type { Archive, StoredObject } from '../../../shared/storage/archive.js';
 import { attachmentKey } from '../../../shared/storage/archive.js';
 import { makeInput, RAW_SHA, recordingDeps, sha256, unsafeStrings } from './helpers.js';
