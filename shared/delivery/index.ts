@@ -30,9 +30,16 @@ export {
   visibilityStepSeconds,
 } from './retry.js';
 export { compileMatch, compilePattern, routeEvent, validateRoutes } from './route.js';
-export { parseSecret, signPayload, webhookHeaders } from './sign.js';
+export { parseSecret, signingKey, signPayload, webhookHeaders } from './sign.js';
 export { handleSqsBatch, runKeyed, type SqsBatchDeps } from './sqs-batch.js';
-export { checkAddress, checkTargetUrl, type Resolver, resolveAndCheck, systemResolver } from './ssrf.js';
+export {
+  checkAddress,
+  checkTargetUrl,
+  type Resolver,
+  resolveAndCheck,
+  systemResolver,
+  VettedLookupCache,
+} from './ssrf.js';
 export {
   drainOnce,
   type LocalJobConsumer,

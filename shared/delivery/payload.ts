@@ -15,6 +15,7 @@
  * the attachment list; finally everything but identity, raw info and links. Every piece left out is
  * listed in `data.omitted: [{ field, reason }]` so a receiver can tell "absent" from "dropped".
  */
+import { isUtf8 } from 'node:buffer';
 import type { DeliveryConfig } from '../config/schema.js';
 import type { AttachmentInfo, EmailReceivedData, PophookEvent } from '../mail/event.js';
 import type { Archive } from '../storage/archive.js';
@@ -39,11 +40,24 @@ export interface PayloadOptions {
   archive: Pick<Archive, 'linkFor' | 'getBytes'>;
   /** Epoch ms, for `expiresAt`. */
   nowMs: number;
+  /**
+   * The archived JSON text `event` was parsed from, when the caller has it. A `full` payload that
+   * needs no trimming, inlining or attachment links then reuses the text of `data` instead of
+   * serialising the event again (the costliest step of a delivery): see `spliceFullBody`.
+   */
+  eventJson?: string;
+  /**
+   * The archived bytes `eventJson` was decoded from. With them a spliced body also comes as UTF-8
+   * bytes (`encoded`), copied from the archive rather than encoded again.
+   */
+  eventBytes?: Buffer;
 }
 
 export interface BuiltPayload {
   /** The exact JSON sent and signed. */
   body: string;
+  /** `body` as UTF-8, when the builder had it without encoding (see PayloadOptions.eventBytes). */
+  encoded?: Buffer;
   bytes: number;
   omitted: Omission[];
 }
@@ -59,7 +73,10 @@ async function link(
   expirySeconds: number,
   nowMs: number,
 ): Promise<Link | undefined> {
-  const url = await archive.linkFor(key, expirySeconds);
+  return linkOf(await archive.linkFor(key, expirySeconds), expirySeconds, nowMs);
+}
+
+function linkOf(url: string | undefined, expirySeconds: number, nowMs: number): Link | undefined {
   return url ? { url, expiresAt: new Date(nowMs + expirySeconds * 1000).toISOString() } : undefined;
 }
 
@@ -111,65 +128,71 @@ export async function buildPayload(event: PophookEvent, options: PayloadOptions)
   };
   // Serialising is the main cost of a delivery: keep the last result until something changes, so a
   // body under the cap is stringified once.
-  let serialised: string | undefined;
-  const changed = () => {
-    serialised = undefined;
-  };
-  const size = () => {
-    if (serialised === undefined) serialised = JSON.stringify(body);
-    return Buffer.byteLength(serialised, 'utf8');
-  };
+  const json = new SerialisedBody(body);
 
   if (event.type === 'email.skipped') {
     body.data = { ...event.data, omitted };
-    return finish(body, omitted, max, size() <= max ? serialised : undefined);
+    return finish(body, omitted, max, json.size() <= max ? json.text : undefined);
   }
 
   const source = event.data;
-  const data: Json = mode === 'full' ? { ...source } : thinData(source);
-  body.data = data;
-
   const expiry = delivery.linkExpirySeconds;
-  const rawLink = await link(archive, source.raw.key, expiry, nowMs);
+  const rawLink = linkOf(await archive.linkFor(source.raw.key, expiry), expiry, nowMs);
   const links: Json = {};
   if (rawLink) links.raw = rawLink;
   else omitted.push({ field: 'links.raw', reason: 'the archive issues no links (local mode)' });
-  data.links = links;
 
-  const attachments: AttachmentOut[] = await Promise.all(
-    source.attachments.map(async (a) => {
-      const l = await link(archive, a.key, expiry, nowMs);
-      return l ? { ...a, ...l } : { ...a };
-    }),
-  );
-  if (attachments.some((a) => !a.url) && rawLink) {
+  const attachments: AttachmentOut[] =
+    source.attachments.length === 0
+      ? []
+      : await Promise.all(
+          source.attachments.map(async (a) => {
+            const l = await link(archive, a.key, expiry, nowMs);
+            return l ? { ...a, ...l } : { ...a };
+          }),
+        );
+  if (rawLink && attachments.length > 0 && attachments.some((a) => !a.url)) {
     omitted.push({ field: 'attachments[].url', reason: 'the archive issued no link' });
   }
+
+  if (mode === 'full' && options.eventJson !== undefined) {
+    const spliced = spliceFullBody(options.eventJson, source, attachments, links, omitted, delivery);
+    if (spliced !== undefined) {
+      const encoded = spliceBytes(spliced, options.eventBytes);
+      const bytes = encoded ? encoded.length : Buffer.byteLength(spliced.body, 'utf8');
+      if (bytes <= max) return { body: spliced.body, ...(encoded ? { encoded } : {}), bytes, omitted };
+    }
+  }
+
+  // Same key order as the splice: the event's fields, then links, (attachments in place), omitted.
+  const data: Json = mode === 'full' ? { ...source } : thinData(source);
+  data.links = links;
   data.attachments = attachments;
   data.omitted = omitted;
+  body.data = data;
 
   // 1. html goes first: text carries the same content in a fraction of the bytes.
-  if (size() > max && data.html !== undefined && data.html !== null) {
-    changed();
+  if (json.size() > max && data.html !== undefined && data.html !== null) {
+    json.changed();
     data.html = null;
     data.htmlTruncated = true;
     omitted.push({ field: 'html', reason: 'maxBodyBytes' });
   }
   // 2. text, truncated to fit; headers go first only if even an empty text would not fit.
-  if (size() > max && typeof data.text === 'string') {
+  if (json.size() > max && typeof data.text === 'string') {
     const text = data.text;
-    changed();
+    json.changed();
     data.text = '';
-    if (size() > max && Array.isArray(data.headers) && data.headers.length > 0) {
-      changed();
+    if (json.size() > max && Array.isArray(data.headers) && data.headers.length > 0) {
+      json.changed();
       data.headers = [];
       omitted.push({ field: 'headers', reason: 'maxBodyBytes' });
     }
     // Reserve room for the omission entry we are about to add.
     omitted.push({ field: 'text', reason: 'truncated to fit maxBodyBytes' });
-    changed();
-    const budget = max - (size() - 2);
-    changed();
+    json.changed();
+    const budget = max - (json.size() - 2);
+    json.changed();
     if (budget >= MIN_TRUNCATED_TEXT_BYTES) {
       data.text = truncateToJsonBytes(text, budget);
       data.textTruncated = true;
@@ -180,13 +203,13 @@ export async function buildPayload(event: PophookEvent, options: PayloadOptions)
     }
   }
   // 3. headers (full payloads), then the attachment list.
-  if (size() > max && Array.isArray(data.headers) && data.headers.length > 0) {
-    changed();
+  if (json.size() > max && Array.isArray(data.headers) && data.headers.length > 0) {
+    json.changed();
     data.headers = [];
     omitted.push({ field: 'headers', reason: 'maxBodyBytes' });
   }
-  if (size() > max && attachments.length > 0) {
-    changed();
+  if (json.size() > max && attachments.length > 0) {
+    json.changed();
     data.attachments = [];
     omitted.push({ field: 'attachments', reason: 'maxBodyBytes; see links.raw' });
   }
@@ -196,15 +219,15 @@ export async function buildPayload(event: PophookEvent, options: PayloadOptions)
     for (const a of attachments) {
       const field = `attachments[${a.index}].content`;
       if (a.size > delivery.inlineAttachmentMaxBytes) {
-        changed();
+        json.changed();
         omitted.push({ field, reason: 'larger than inlineAttachmentMaxBytes' });
         continue;
       }
       const entry: Omission = { field, reason: 'would exceed maxBodyBytes' };
       // Predict before reading: base64 length plus the property, and the omission we would add instead.
       const predicted = Buffer.byteLength(',"content":""') + 4 * Math.ceil(a.size / 3);
-      if (size() + predicted > max) {
-        changed();
+      if (json.size() + predicted > max) {
+        json.changed();
         omitted.push(entry);
         continue;
       }
@@ -212,20 +235,34 @@ export async function buildPayload(event: PophookEvent, options: PayloadOptions)
       try {
         bytes = await archive.getBytes(a.key);
       } catch {
-        changed();
+        json.changed();
         omitted.push({ field, reason: 'could not be read from the archive' });
         continue;
       }
-      changed();
+      json.changed();
       a.content = bytes.toString('base64');
-      if (size() > max) {
-        changed();
+      if (json.size() > max) {
+        json.changed();
         delete a.content;
         omitted.push(entry);
       }
     }
   }
-  return finish(body, omitted, max, size() <= max ? serialised : undefined);
+  return finish(body, omitted, max, json.size() <= max ? json.text : undefined);
+}
+
+/** The body's JSON, kept until the body changes (`changed`). */
+class SerialisedBody {
+  text: string | undefined;
+  constructor(private readonly body: unknown) {}
+  changed(): void {
+    this.text = undefined;
+  }
+  /** Bytes of the body's JSON, serialising only if it changed since the last call. */
+  size(): number {
+    if (this.text === undefined) this.text = JSON.stringify(this.body);
+    return Buffer.byteLength(this.text, 'utf8');
+  }
 }
 
 function finish(
@@ -261,4 +298,99 @@ function finish(
     return { body: text, bytes, omitted: minimalOmitted };
   }
   return { body: text, bytes, omitted };
+}
+
+/** How an archived `email.received` event begins when ingest wrote it (`JSON.stringify({ type, data })`). */
+const RECEIVED_PREFIX = '{"type":"email.received","data":{';
+
+/**
+ * The `full` body built from the archived text instead of a fresh JSON.stringify of the whole event:
+ * `{"type":...,"timestamp":...,"data":` + the archived `data` text without its closing brace +
+ * `,"links":...,"omitted":...}}`. The general path appends `links` and `omitted` to `{ ...data }`
+ * in that order, so the two are the same JSON (byte for byte when the archive holds
+ * JSON.stringify output; tests prove it). Returns undefined, for the general path, unless the text
+ * is exactly `{"type":"email.received","data":{...}}` (prefix checked, and the data object must end
+ * just before the final brace, so nothing else hides in the text), `data` has no `links` or
+ * `omitted` of its own, and no attachment changes (no links issued, nothing to inline).
+ */
+function spliceFullBody(
+  eventJson: string,
+  source: EmailReceivedData,
+  attachments: readonly AttachmentOut[],
+  links: Json,
+  omitted: readonly Omission[],
+  delivery: PayloadOptions['delivery'],
+): Spliced | undefined {
+  if (!eventJson.startsWith(RECEIVED_PREFIX) || typeof source.receivedAt !== 'string') return undefined;
+  if (Object.hasOwn(source, 'links') || Object.hasOwn(source, 'omitted')) return undefined;
+  if (attachments.length > 0 && (delivery.inlineAttachmentMaxBytes > 0 || attachments.some((a) => a.url))) {
+    return undefined;
+  }
+  const start = RECEIVED_PREFIX.length - 1;
+  const end = eventJson.length - 2; // the data object's closing brace, before the root's
+  if (eventJson.charCodeAt(end + 1) !== CLOSE_BRACE || objectEnd(eventJson, start) !== end) return undefined;
+  const head = `{"type":"email.received","timestamp":${JSON.stringify(source.receivedAt)},"data":`;
+  // One stringify of both (`{"links":...,"omitted":...}`), reused without its opening brace.
+  const tail = `,${JSON.stringify({ links, omitted }).slice(1)}}`;
+  return { body: `${head}${eventJson.slice(start, end)}${tail}`, head, tail, start, end };
+}
+
+interface Spliced {
+  body: string;
+  head: string;
+  tail: string;
+  /** The archived data object is eventJson[start, end] (end: its closing brace, left out). */
+  start: number;
+  end: number;
+}
+
+/**
+ * The spliced body as bytes: head, the archived bytes of `data`, tail. Only when those bytes decode
+ * to exactly the text spliced (valid UTF-8; the prefix and the closing braces are ASCII, so character
+ * and byte offsets agree at both ends).
+ */
+function spliceBytes(spliced: Spliced, eventBytes: Buffer | undefined): Buffer | undefined {
+  if (!eventBytes || !isUtf8(eventBytes)) return undefined;
+  const endByte = eventBytes.length - 2;
+  if (eventBytes[endByte] !== CLOSE_BRACE || eventBytes[endByte + 1] !== CLOSE_BRACE) return undefined;
+  const head = Buffer.from(spliced.head, 'utf8');
+  const tail = Buffer.from(spliced.tail, 'utf8');
+  const data = eventBytes.subarray(spliced.start, endByte);
+  return Buffer.concat([head, data, tail], head.length + data.length + tail.length);
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+
+/**
+ * Index of the brace closing the object that opens at `start`, in text already known to be valid JSON
+ * (it was parsed); -1 if it does not close. Strings are skipped with indexOf, so the cost is per
+ * string, not per character of mail text.
+ */
+export function objectEnd(text: string, start: number): number {
+  let depth = 0;
+  for (let i = start; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      let close = text.indexOf('"', i + 1);
+      // A quote preceded by an odd number of backslashes is escaped, not the end of the string.
+      while (close !== -1) {
+        let slashes = 0;
+        while (text.charCodeAt(close - 1 - slashes) === BACKSLASH) slashes++;
+        if (slashes % 2 === 0) break;
+        close = text.indexOf('"', close + 1);
+      }
+      if (close === -1) return -1;
+      i = close;
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) depth++;
+    else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+      depth--;
+      if (depth === 0) return c === CLOSE_BRACE ? i : -1;
+    }
+  }
+  return -1;
 }

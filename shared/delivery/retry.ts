@@ -144,15 +144,22 @@ export interface RunState {
  * Reconstructs the state of one (message, endpoint, webhook-id) run from the attempt log. A replay run
  * (`since`) only counts attempts at or after the replay was requested.
  */
+const byTimeThenAttempt = (a: DeliveryAttempt, b: DeliveryAttempt) =>
+  Date.parse(a.at) - Date.parse(b.at) || a.attempt - b.attempt;
+
 export function runState(
   attempts: readonly DeliveryAttempt[],
   job: { endpointId: string; webhookId: string },
   since?: number,
 ): RunState {
-  const mine = attempts
-    .filter((a) => a.endpointId === job.endpointId && a.webhookId === job.webhookId)
-    .filter((a) => since === undefined || Date.parse(a.at) >= since)
-    .sort((a, b) => Date.parse(a.at) - Date.parse(b.at) || a.attempt - b.attempt);
+  // A loop rather than filter/filter/sort: this runs for every job, usually over no or few attempts.
+  const mine: DeliveryAttempt[] = [];
+  for (const a of attempts) {
+    if (a.endpointId !== job.endpointId || a.webhookId !== job.webhookId) continue;
+    if (since !== undefined && !(Date.parse(a.at) >= since)) continue;
+    mine.push(a);
+  }
+  if (mine.length > 1) mine.sort(byTimeThenAttempt);
   const state: RunState = { attemptsMade: 0 };
   for (const a of mine) {
     if (TERMINAL.has(a.outcome)) state.finished = a.outcome as 'delivered' | 'failed';

@@ -5,7 +5,7 @@
  * list with one `v1,<base64>` entry per secret, so an endpoint rotating its secret verifies with either
  * the old or the new one during the overlap.
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { SecretError } from '../errors.js';
 
 /** The serialisation prefix Standard Webhooks uses for symmetric secrets. */
@@ -34,8 +34,12 @@ export interface SignInput {
   secrets: readonly string[];
 }
 
-/** Decoded keys by secret text: endpoints sign every delivery with the same few secrets. */
-const keyCache = new Map<string, Buffer>();
+/**
+ * Imported HMAC keys by secret text: an endpoint signs every delivery with the same one or two secrets,
+ * so each is decoded, validated and imported (createSecretKey) once, not per request. A KeyObject also
+ * keeps the key bytes out of reach of code holding the cache entry (a shared Buffer could be mutated).
+ */
+const keyCache = new Map<string, KeyObject>();
 /** Entries kept; more distinct secrets than this in one process means rotation churn, so start over. */
 const KEY_CACHE_LIMIT = 256;
 
@@ -44,8 +48,6 @@ const KEY_CACHE_LIMIT = 256;
  * position (`label`), never the value.
  */
 export function parseSecret(secret: string, label = 'secret'): Buffer {
-  const cached = keyCache.get(secret);
-  if (cached) return cached;
   if (!secret.startsWith(SECRET_PREFIX)) {
     throw new SecretError(
       'WEBHOOK_SECRET_INVALID',
@@ -66,13 +68,28 @@ export function parseSecret(secret: string, label = 'secret'): Buffer {
       `Webhook ${label} decodes to ${key.length} bytes; Standard Webhooks secrets are ${MIN_SECRET_BYTES}-${MAX_SECRET_BYTES} random bytes.`,
     );
   }
-  if (keyCache.size >= KEY_CACHE_LIMIT) keyCache.clear();
-  keyCache.set(secret, key);
   return key;
 }
 
+/** The imported HMAC key for a secret, from the cache when it was seen before (parseSecret's errors). */
+export function signingKey(secret: string, label = 'secret'): KeyObject {
+  const cached = keyCache.get(secret);
+  if (cached) return cached;
+  const key = parseSecret(secret, label);
+  const imported = createSecretKey(key);
+  key.fill(0);
+  if (keyCache.size >= KEY_CACHE_LIMIT) keyCache.clear();
+  keyCache.set(secret, imported);
+  return imported;
+}
+
 /** One `v1,<base64>` signature for one key. */
-export function signWithKey(key: Buffer, id: string, timestamp: number, body: string | Buffer): string {
+export function signWithKey(
+  key: KeyObject | Buffer,
+  id: string,
+  timestamp: number,
+  body: string | Buffer,
+): string {
   const mac = createHmac('sha256', key).update(`${id}.${timestamp}.`);
   mac.update(body);
   return `v1,${mac.digest('base64')}`;
@@ -96,9 +113,12 @@ export function signPayload(input: SignInput): string {
       `An endpoint needs 1-${MAX_SIGNING_SECRETS} signing secrets (got ${secrets.length}).`,
     );
   }
-  return secrets
-    .map((secret, i) => signWithKey(parseSecret(secret, `secrets[${i}]`), id, timestamp, body))
-    .join(' ');
+  let header = '';
+  for (let i = 0; i < secrets.length; i++) {
+    const signature = signWithKey(signingKey(secrets[i] as string, `secrets[${i}]`), id, timestamp, body);
+    header = i === 0 ? signature : `${header} ${signature}`;
+  }
+  return header;
 }
 
 /** The three Standard Webhooks headers for one attempt. */

@@ -8,7 +8,9 @@
  * if ANY address is blocked the whole host is refused (a name answering one public and one private
  * address is an attack, not a load balancer). The check runs inside the socket's `lookup`, so the
  * address we vetted is the address we connect to: DNS rebinding between check and connect is
- * impossible, and TLS SNI / Host still carry the hostname.
+ * impossible, and TLS SNI / Host still carry the hostname. A vetted answer may be reused for new
+ * connections for a few seconds (VettedLookupCache): it is still an address that passed the check, and
+ * the socket still connects to exactly that address; refusals and failures are never reused.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP, type LookupFunction } from 'node:net';
@@ -176,19 +178,64 @@ export async function resolveAndCheck(
 }
 
 /**
+ * How long a vetted DNS answer is reused for new connections to the same host. Keep-alive makes new
+ * connections rare, but a receiver that closes every connection would otherwise cost a resolution per
+ * webhook. Short, so a receiver moving to new addresses is followed quickly; safe, because only answers
+ * that passed the check are kept (a rebinding to a private address is seen, and refused, once this
+ * expires, and until then we keep connecting to the public address we vetted).
+ */
+export const VETTED_LOOKUP_TTL_MS = 10_000;
+/** Hosts remembered per cache (one per endpoint pool, which connects to one host): a bound, not a need. */
+export const VETTED_LOOKUP_MAX_HOSTS = 16;
+
+/** Reuses vetted answers of `resolveAndCheck` for VETTED_LOOKUP_TTL_MS; concurrent lookups share one. */
+export class VettedLookupCache {
+  private readonly entries = new Map<string, { at: number; addresses: Promise<ResolvedAddress[]> }>();
+
+  constructor(
+    private readonly now: () => number = Date.now,
+    readonly ttlMs = VETTED_LOOKUP_TTL_MS,
+  ) {}
+
+  resolve(
+    hostname: string,
+    policy: Pick<SsrfPolicy, 'allowPrivateNetwork'>,
+    resolver: Resolver,
+  ): Promise<ResolvedAddress[]> {
+    const now = this.now();
+    const key = `${policy.allowPrivateNetwork ? 'p' : 's'}:${hostname}`;
+    const hit = this.entries.get(key);
+    if (hit && now - hit.at < this.ttlMs && now >= hit.at) return hit.addresses;
+    if (!hit && this.entries.size >= VETTED_LOOKUP_MAX_HOSTS) this.entries.clear();
+    const entry = { at: now, addresses: resolveAndCheck(hostname, policy, resolver) };
+    this.entries.set(key, entry);
+    // A refusal or a DNS failure is never reused: the next connection asks again.
+    entry.addresses.catch(() => {
+      if (this.entries.get(key) === entry) this.entries.delete(key);
+    });
+    return entry.addresses;
+  }
+}
+
+/**
  * A `net`/`tls` `lookup` function that resolves through `resolver`, applies the policy, and hands the
  * socket only vetted addresses. undici passes it through `Agent({ connect: { lookup } })`, so the vetted
- * IP is the one connected to while SNI and Host keep the hostname.
+ * IP is the one connected to while SNI and Host keep the hostname. With `cache`, a vetted answer is
+ * reused for a few seconds (see VettedLookupCache); without, every connection resolves and checks.
  */
 export function guardedLookup(
   policy: Pick<SsrfPolicy, 'allowPrivateNetwork'>,
   resolver: Resolver,
+  cache?: VettedLookupCache,
 ): LookupFunction {
   return (hostname, options, callback) => {
-    resolveAndCheck(hostname, policy, resolver).then(
+    const pending = cache
+      ? cache.resolve(hostname, policy, resolver)
+      : resolveAndCheck(hostname, policy, resolver);
+    pending.then(
       (addresses) => {
         const wanted = options.family === 4 || options.family === 6 ? options.family : 0;
-        const usable = wanted ? addresses.filter((a) => a.family === wanted) : addresses;
+        const usable = wanted ? addresses.filter((a) => a.family === wanted) : addresses.slice();
         if (usable.length === 0) {
           const err = Object.assign(new Error(`No IPv${wanted} address for ${hostname}`), {
             code: 'ENOTFOUND',

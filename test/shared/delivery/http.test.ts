@@ -92,6 +92,32 @@ describe('createWebhookHttp', () => {
     expect(res.errorCode).toBe('CONNECTION_REFUSED');
   });
 
+  it('checks the URL once per config: a refused URL sends nothing, and a config change takes effect', async () => {
+    http = createWebhookHttp();
+    const before = receiver.requests.length;
+    const refused = localEndpoint('cfg', receiver.url, { allowHttp: false });
+    for (let i = 0; i < 3; i++) {
+      const res = await http.post({ endpoint: refused, headers: {}, body: '{}' });
+      expect(res.errorCode).toBe('SSRF_BLOCKED');
+      expect(res.snippet).toMatch(/scheme http:/);
+    }
+    expect(receiver.requests.length).toBe(before);
+    const allowed = localEndpoint('cfg', receiver.url, { allowHttp: true });
+    expect((await http.post({ endpoint: allowed, headers: {}, body: '{}' })).status).toBe(200);
+    expect((await http.post({ endpoint: refused, headers: {}, body: '{}' })).errorCode).toBe('SSRF_BLOCKED');
+    expect(receiver.requests.length).toBe(before + 1);
+  });
+
+  it('reports status, Retry-After and a snippet; sends a Buffer body as is', async () => {
+    http = createWebhookHttp();
+    receiver.script({ kind: 'status', status: 503, headers: { 'retry-after': '120' }, body: 'busy' });
+    const body = Buffer.from('{"é":1}');
+    const res = await http.post({ endpoint: localEndpoint('ra', receiver.url), headers: {}, body });
+    expect(res).toMatchObject({ status: 503, retryAfter: '120', snippet: 'busy' });
+    expect(receiver.requests.at(-1)?.body.equals(body)).toBe(true);
+    expect(receiver.requests.at(-1)?.headers['content-length']).toBe(String(body.length));
+  });
+
   it('caps requests in flight per endpoint without blocking other endpoints', async () => {
     http = createWebhookHttp();
     const slow = await startReceiver({ behaviour: { kind: 'slow', delayMs: 800 } });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildPayload, truncateToJsonBytes } from '../../../shared/delivery/payload.js';
-import type { AttachmentInfo } from '../../../shared/mail/event.js';
+import { buildPayload, objectEnd, truncateToJsonBytes } from '../../../shared/delivery/payload.js';
+import type { AttachmentInfo, PophookEvent } from '../../../shared/mail/event.js';
 import { defaultDelivery, MemoryArchive, receivedEvent } from './helpers.js';
 
 const NOW = Date.parse('2025-03-04T06:00:00Z');
@@ -185,5 +185,178 @@ describe('truncateToJsonBytes', () => {
     const cut = truncateToJsonBytes(text, 41);
     expect(Buffer.byteLength(JSON.stringify(cut))).toBeLessThanOrEqual(41);
     expect(cut).toBe('😀'.repeat(9));
+  });
+});
+
+describe('buildPayload from the archived text (full payloads without a second JSON.stringify)', () => {
+  /** The general path's body and the spliced one, for the same event as ingest archives it. */
+  async function both(
+    event: PophookEvent,
+    options: { archive: MemoryArchive; delivery: ReturnType<typeof defaultDelivery> },
+  ) {
+    const eventJson = JSON.stringify(event);
+    const common = { mode: 'full' as const, nowMs: NOW, ...options };
+    const general = await buildPayload(JSON.parse(eventJson), common);
+    const eventBytes = Buffer.from(eventJson, 'utf8');
+    const spliced = await buildPayload(JSON.parse(eventJson), { ...common, eventJson, eventBytes });
+    return { general, spliced };
+  }
+
+  it('is byte for byte the general body, whatever the event (property)', async () => {
+    const text = fc.string({ unit: 'binary', maxLength: 300 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          text,
+          html: fc.option(text, { nil: null }),
+          subject: text,
+          headers: fc.array(fc.record({ name: fc.string({ maxLength: 20 }), value: text }), { maxLength: 5 }),
+          attachmentCount: fc.integer({ min: 0, max: 3 }),
+        }),
+        fc.boolean(),
+        fc.constantFrom(0, 100),
+        fc.constantFrom(16 * 1024, 256 * 1024),
+        async (fields, links, inline, maxBodyBytes) => {
+          const { attachmentCount, ...rest } = fields;
+          const event = receivedEvent({
+            ...rest,
+            attachments: Array.from({ length: attachmentCount }, (_, i) => attachment(i, 10)),
+          });
+          const archive = links ? s3() : new MemoryArchive();
+          const delivery = defaultDelivery({ maxBodyBytes, inlineAttachmentMaxBytes: inline });
+          const { general, spliced } = await both(event, { archive, delivery });
+          expect(spliced.body).toBe(general.body);
+          expect(spliced.bytes).toBe(general.bytes);
+          expect(spliced.omitted).toEqual(general.omitted);
+          // When the archived bytes were spliced too, they are exactly the body's UTF-8.
+          if (spliced.encoded) expect(spliced.encoded.equals(Buffer.from(general.body, 'utf8'))).toBe(true);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('splices the archived text as it is (proof that the fast path ran)', async () => {
+    const event = receivedEvent({ text: 'A' });
+    // Same JSON value, written with an escape JSON.stringify would not produce.
+    const eventJson = JSON.stringify(event).replace('"text":"A"', '"text":"\\u0041"');
+    const out = await buildPayload(JSON.parse(eventJson), {
+      mode: 'full',
+      delivery: defaultDelivery(),
+      archive: s3(),
+      nowMs: NOW,
+      eventJson,
+    });
+    expect(out.body).toContain('"text":"\\u0041"');
+    expect(JSON.parse(out.body).data.text).toBe('A');
+    expect(JSON.parse(out.body).data.links.raw.url).toContain(event.data.raw.key);
+  });
+
+  it('copies the archived bytes only when they are valid UTF-8', async () => {
+    const event = receivedEvent({ text: 'é ok' });
+    const eventJson = JSON.stringify(event);
+    const options = {
+      mode: 'full' as const,
+      delivery: defaultDelivery(),
+      archive: s3(),
+      nowMs: NOW,
+      eventJson,
+    };
+    const good = await buildPayload(JSON.parse(eventJson), {
+      ...options,
+      eventBytes: Buffer.from(eventJson),
+    });
+    expect(good.encoded?.equals(Buffer.from(good.body))).toBe(true);
+    expect(good.bytes).toBe(good.encoded?.length);
+    // Bytes whose decoding is lossy (an invalid sequence became U+FFFD): the text is spliced, not the bytes.
+    const lossy = Buffer.concat([
+      Buffer.from(eventJson.slice(0, 40)),
+      Buffer.from([0xff]),
+      Buffer.from(eventJson.slice(40)),
+    ]);
+    const text = lossy.toString('utf8');
+    const out = await buildPayload(JSON.parse(text), { ...options, eventJson: text, eventBytes: lossy });
+    expect(out.encoded).toBeUndefined();
+    expect(out.bytes).toBe(Buffer.byteLength(out.body));
+  });
+
+  it('takes the general path for anything but the exact archived shape', async () => {
+    const event = receivedEvent({ text: 'A' });
+    const plain = JSON.stringify(event);
+    const odd = plain.replace('"text":"A"', '"text":"\\u0041"'); // marks a spliced body
+    const variants = [
+      odd.replace('{"type":', '{ "type":'), // whitespace
+      `${odd.slice(0, -1)},"extra":1}`, // another top-level key
+      `${odd.slice(0, -1)},"data":${JSON.stringify({ ...event.data, text: 'B' })}}`, // a duplicate key
+      odd.replace('"data":{', '"data":{"links":{"raw":"x"},'), // data with links of its own
+    ];
+    for (const eventJson of variants) {
+      const parsed = JSON.parse(eventJson);
+      const out = await buildPayload(parsed, {
+        mode: 'full',
+        delivery: defaultDelivery(),
+        archive: s3(),
+        nowMs: NOW,
+        eventJson,
+      });
+      expect(out.body).not.toContain('\\u0041');
+      const general = await buildPayload(parsed, {
+        mode: 'full',
+        delivery: defaultDelivery(),
+        archive: s3(),
+        nowMs: NOW,
+      });
+      expect(out.body).toBe(general.body);
+    }
+  });
+
+  it('thin payloads and bodies over the cap ignore the archived text', async () => {
+    const event = receivedEvent({ text: 'é'.repeat(40_000) });
+    const eventJson = JSON.stringify(event);
+    const delivery = defaultDelivery({ maxBodyBytes: 16 * 1024 });
+    for (const mode of ['thin', 'full'] as const) {
+      const general = await buildPayload(JSON.parse(eventJson), {
+        mode,
+        delivery,
+        archive: s3(),
+        nowMs: NOW,
+      });
+      const withText = await buildPayload(JSON.parse(eventJson), {
+        mode,
+        delivery,
+        archive: s3(),
+        nowMs: NOW,
+        eventJson,
+      });
+      expect(withText.body).toBe(general.body);
+      expect(withText.bytes).toBeLessThanOrEqual(16 * 1024);
+    }
+  });
+});
+
+describe('objectEnd', () => {
+  it('finds the brace closing an object, skipping strings with escaped quotes and backslashes', () => {
+    const inner = JSON.stringify({ a: 'x"}y', b: ['\\', '\\"', '{['], c: { d: '\\\\"}' } });
+    const text = `{"k":${inner},"z":1}`;
+    expect(objectEnd(text, 5)).toBe(5 + inner.length - 1);
+    expect(objectEnd(text, 0)).toBe(text.length - 1);
+    expect(objectEnd('{"a":"unterminated}', 0)).toBe(-1);
+    expect(objectEnd('{"a":[1,2}', 0)).toBe(-1);
+  });
+
+  it('agrees with JSON.stringify on arbitrary values (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.string(), fc.jsonValue()),
+        fc.dictionary(fc.string(), fc.jsonValue()),
+        (a, b) => {
+          const first = JSON.stringify(a);
+          const text = `{"x":${first},"y":${JSON.stringify(b)}}`;
+          expect(objectEnd(text, 5)).toBe(5 + first.length - 1);
+          expect(objectEnd(text, 0)).toBe(text.length - 1);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

@@ -47,6 +47,36 @@ describe('signPayload (Standard Webhooks v1)', () => {
     expect(() => verify(newSecret(), body, headers)).toThrow(/signature/i);
   });
 
+  it('imported keys are cached per secret: a rotation in progress and after it signs with the right keys', () => {
+    const oldSecret = newSecret();
+    const newer = newSecret();
+    const body = Buffer.from('{"rotation":true}');
+    const text = body.toString();
+    const sign = (secrets: string[]) => webhookHeaders({ id: 'msg_rot2', timestamp: now(), body, secrets });
+    // Before, during and after the overlap, with the keys already cached from earlier deliveries.
+    for (let round = 0; round < 2; round++) {
+      const before = sign([oldSecret]);
+      expect(verify(oldSecret, text, before)).toEqual({ rotation: true });
+      expect(() => verify(newer, text, before)).toThrow(/signature/i);
+      const during = sign([oldSecret, newer]);
+      expect(during['webhook-signature']?.split(' ')).toHaveLength(2);
+      expect(verify(oldSecret, text, during)).toEqual({ rotation: true });
+      expect(verify(newer, text, during)).toEqual({ rotation: true });
+      const after = sign([newer]);
+      expect(verify(newer, text, after)).toEqual({ rotation: true });
+      expect(() => verify(oldSecret, text, after)).toThrow(/signature/i);
+    }
+  });
+
+  it('a key handed out by parseSecret cannot change what later deliveries are signed with', () => {
+    const secret = newSecret();
+    const body = '{"n":1}';
+    const first = webhookHeaders({ id: 'msg_k', timestamp: 1_700_000_000, body, secrets: [secret] });
+    parseSecret(secret).fill(0);
+    const again = webhookHeaders({ id: 'msg_k', timestamp: 1_700_000_000, body, secrets: [secret] });
+    expect(again['webhook-signature']).toBe(first['webhook-signature']);
+  });
+
   it('signs with every secret during rotation; either verifies', () => {
     const oldSecret = newSecret();
     const newer = newSecret(48);

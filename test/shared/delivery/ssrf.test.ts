@@ -8,10 +8,12 @@ import {
   guardedLookup,
   type Resolver,
   resolveAndCheck,
+  VETTED_LOOKUP_TTL_MS,
+  VettedLookupCache,
 } from '../../../shared/delivery/ssrf.js';
 import { SsrfBlockedError } from '../../../shared/errors.js';
 import { type Receiver, startReceiver } from '../../fixtures/receiver.js';
-import { localEndpoint } from './helpers.js';
+import { localEndpoint, testClock } from './helpers.js';
 
 const strict = { allowHttp: false, allowPrivateNetwork: false };
 
@@ -215,6 +217,91 @@ describe('resolveAndCheck', () => {
   });
 });
 
+describe('VettedLookupCache (a vetted answer reused for a few seconds)', () => {
+  /** A resolver whose answer the test changes, counting calls. */
+  function switchable(first: string[]) {
+    let answer = first;
+    const state = {
+      calls: 0,
+      set: (next: string[]) => {
+        answer = next;
+      },
+      resolver: (async () => {
+        state.calls++;
+        return answer.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }) as const);
+      }) as Resolver,
+    };
+    return state;
+  }
+  const lookupOnce = (lookup: ReturnType<typeof guardedLookup>, host: string) =>
+    new Promise<{ err: Error | null; addresses: LookupAddress[] }>((resolve) =>
+      lookup(host, { all: true }, (err, addresses) =>
+        resolve({ err, addresses: addresses as unknown as LookupAddress[] }),
+      ),
+    );
+
+  it('reuses a vetted answer within the TTL; a changed answer to a private IP is refused after it', async () => {
+    const clock = testClock(1_000_000);
+    const dns = switchable(['93.184.216.34']);
+    const lookup = guardedLookup(
+      { allowPrivateNetwork: false },
+      dns.resolver,
+      new VettedLookupCache(clock.now),
+    );
+    expect((await lookupOnce(lookup, 'rebind.test')).addresses).toEqual([
+      { address: '93.184.216.34', family: 4 },
+    ]);
+    dns.set(['10.0.0.7']);
+    clock.advance(VETTED_LOOKUP_TTL_MS - 1);
+    // Still the vetted public address (not the new private one), without asking DNS again.
+    const cached = await lookupOnce(lookup, 'rebind.test');
+    expect(cached.err).toBeNull();
+    expect(cached.addresses).toEqual([{ address: '93.184.216.34', family: 4 }]);
+    expect(dns.calls).toBe(1);
+    clock.advance(1);
+    const after = await lookupOnce(lookup, 'rebind.test');
+    expect(after.err).toBeInstanceOf(SsrfBlockedError);
+    expect(after.addresses ?? []).toHaveLength(0);
+    expect(dns.calls).toBe(2);
+  });
+
+  it('never reuses a refusal or a failure: the next connection asks DNS again', async () => {
+    const clock = testClock(1_000_000);
+    const dns = switchable(['127.0.0.1']);
+    const lookup = guardedLookup(
+      { allowPrivateNetwork: false },
+      dns.resolver,
+      new VettedLookupCache(clock.now),
+    );
+    expect((await lookupOnce(lookup, 'flip.test')).err).toBeInstanceOf(SsrfBlockedError);
+    expect((await lookupOnce(lookup, 'flip.test')).err).toBeInstanceOf(SsrfBlockedError);
+    expect(dns.calls).toBe(2);
+    dns.set([]);
+    expect((await lookupOnce(lookup, 'flip.test')).err).toBeInstanceOf(SsrfBlockedError);
+    dns.set(['93.184.216.34']);
+    expect((await lookupOnce(lookup, 'flip.test')).err).toBeNull();
+    expect(dns.calls).toBe(4);
+  });
+
+  it('keeps policies apart: an answer vetted with allowPrivateNetwork is not reused under a strict policy', async () => {
+    const clock = testClock(1_000_000);
+    const dns = switchable(['192.168.1.2']);
+    const cache = new VettedLookupCache(clock.now);
+    const lan = guardedLookup({ allowPrivateNetwork: true }, dns.resolver, cache);
+    const strictLookup = guardedLookup({ allowPrivateNetwork: false }, dns.resolver, cache);
+    expect((await lookupOnce(lan, 'lan.test')).err).toBeNull();
+    expect((await lookupOnce(strictLookup, 'lan.test')).err).toBeInstanceOf(SsrfBlockedError);
+  });
+
+  it('concurrent connections share one resolution', async () => {
+    const dns = switchable(['93.184.216.34']);
+    const lookup = guardedLookup({ allowPrivateNetwork: false }, dns.resolver, new VettedLookupCache());
+    const results = await Promise.all([1, 2, 3].map(() => lookupOnce(lookup, 'busy.test')));
+    expect(results.every((r) => r.err === null)).toBe(true);
+    expect(dns.calls).toBe(1);
+  });
+});
+
 describe('connect-time guard through the HTTP client', () => {
   let receiver: Receiver;
   let tlsReceiver: Receiver;
@@ -283,6 +370,32 @@ describe('connect-time guard through the HTTP client', () => {
       expect(calls).toBe(1);
       expect(tlsReceiver.requests.at(-1)?.headers.host).toBe(`hooks.test:${tlsReceiver.port}`);
     } finally {
+      await http.close();
+    }
+  });
+
+  it('resolves once per TTL while connections churn, and again after it', async () => {
+    const clock = testClock(1_000_000);
+    let calls = 0;
+    const resolver: Resolver = async () => {
+      calls++;
+      return [{ address: '127.0.0.1', family: 4 }];
+    };
+    // The receiver closes every connection, so each POST needs a new one (and a lookup).
+    receiver.respond({ kind: 'status', status: 200, headers: { connection: 'close' }, body: '{}' });
+    const http = createWebhookHttp({ resolver, clock });
+    try {
+      const endpoint = localEndpoint('churn', `http://hooks.test:${receiver.port}/hook`);
+      const connectionsBefore = receiver.connections;
+      expect((await http.post({ endpoint, headers: {}, body: '{}' })).status).toBe(200);
+      expect((await http.post({ endpoint, headers: {}, body: '{}' })).status).toBe(200);
+      expect(receiver.connections - connectionsBefore).toBe(2);
+      expect(calls).toBe(1);
+      clock.advance(VETTED_LOOKUP_TTL_MS);
+      expect((await http.post({ endpoint, headers: {}, body: '{}' })).status).toBe(200);
+      expect(calls).toBe(2);
+    } finally {
+      receiver.respond({ kind: 'status', status: 200, body: '{"ok":true}' });
       await http.close();
     }
   });
