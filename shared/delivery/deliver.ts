@@ -11,7 +11,10 @@
  * send again: at-least-once, with a stable webhook-id the receiver dedupes on. Logs carry endpoint,
  * messageKey and webhookId; never secrets, bodies or URLs' query strings.
  */
-import { z } from 'zod';
+// zod/mini, like the config schema: classic zod's `z` would put all of zod into the delivery bundle.
+import * as z from 'zod/mini';
+// The config schema module sets zod's English messages, which job errors quote.
+import '../config/schema.js';
 import type { Clock } from '../clock.js';
 import type { DeliveryConfig, EndpointConfig, SecretRef } from '../config/schema.js';
 import { DeliveryError, errorCode } from '../errors.js';
@@ -36,19 +39,17 @@ import { webhookHeaders } from './sign.js';
 export type QueuedJob = DeliveryJob & { replayedAt?: string };
 
 /** Validates a queue message body (hostile until parsed: anyone with SendMessage can write one). */
-export const DeliveryJobSchema = z
-  .object({
-    v: z.literal(1),
-    webhookId: z.string().regex(/^[A-Za-z0-9_-]{1,200}$/),
-    type: z.enum(['email.received', 'email.skipped', 'webhook.test']),
-    mailboxId: z.string().min(1).max(100),
-    messageKey: z.string().min(1).max(200),
-    endpointId: z.string().min(1).max(48),
-    eventKey: z.string().max(1024),
-    replay: z.boolean().optional(),
-    replayedAt: z.iso.datetime().optional(),
-  })
-  .strict();
+export const DeliveryJobSchema = z.strictObject({
+  v: z.literal(1),
+  webhookId: z.string().check(z.regex(/^[A-Za-z0-9_-]{1,200}$/)),
+  type: z.enum(['email.received', 'email.skipped', 'webhook.test']),
+  mailboxId: z.string().check(z.minLength(1), z.maxLength(100)),
+  messageKey: z.string().check(z.minLength(1), z.maxLength(200)),
+  endpointId: z.string().check(z.minLength(1), z.maxLength(48)),
+  eventKey: z.string().check(z.maxLength(1024)),
+  replay: z.optional(z.boolean()),
+  replayedAt: z.optional(z.iso.datetime()),
+});
 
 /** Parses a queue body into a job; throws DeliveryError JOB_INVALID (permanent) with the reason. */
 export function parseJob(body: string): QueuedJob {

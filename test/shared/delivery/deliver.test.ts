@@ -279,8 +279,14 @@ describe('parseJob', () => {
       '{}',
       JSON.stringify({ ...job, v: 2 }),
       JSON.stringify({ ...job, webhookId: 'a.b' }),
+      JSON.stringify({ ...job, extra: true }),
+      JSON.stringify({ ...job, replayedAt: 'yesterday' }),
     ]) {
       expect(() => parseJob(bad)).toThrow(DeliveryError);
     }
+    // The reason names the field, in English.
+    expect(() => parseJob(JSON.stringify({ ...job, endpointId: '' }))).toThrow(
+      /\(endpointId: Too small: expected string to have >=1 characters\)/,
+    );
   });
 });
