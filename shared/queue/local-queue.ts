@@ -17,7 +17,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
 import { coalescingDirSync, fsyncDir } from '../dir-sync.js';
@@ -302,6 +302,38 @@ export class LocalJobQueue implements JobQueue {
         inflight: inflight.length - expired,
         dead: (await this.list('dead')).length,
       };
+    });
+  }
+
+  /**
+   * Removes files in tmp/ older than `olderThanMs`: a send or dead-letter killed between writing its
+   * temp file and renaming it (the job was never sent, or is still in inflight/). A live write is
+   * milliseconds old. Returns how many were removed.
+   */
+  async cleanupTemp(olderThanMs: number): Promise<number> {
+    return this.io('cleanupTemp', async () => {
+      const dir = join(this.dir, 'tmp');
+      const cutoff = this.clock.now() - olderThanMs;
+      let removed = 0;
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+        throw err;
+      }
+      for (const name of names) {
+        const path = join(dir, name);
+        try {
+          if ((await stat(path)).mtimeMs > cutoff) continue;
+          await unlink(path);
+          removed++;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+      }
+      if (removed > 0) this.logger.info('Removed stale queue temp files', { removed });
+      return removed;
     });
   }
 

@@ -88,11 +88,14 @@ export async function createLocalRuntime(
     env: options.env ?? {},
     logger,
   });
-  // Temp files a killed run left behind (never visible as archive objects); an hour is far longer
-  // than any write in progress by another process sharing this data directory.
+  // Temp files a killed run left behind (never visible as archive objects or jobs); an hour is far
+  // longer than any write in progress by another process sharing this data directory.
   await archive
     .cleanupTemp(STALE_TEMP_MS)
     .catch((err: unknown) => logger.warn('Temp cleanup failed', { err }));
+  await queue
+    .cleanupTemp(STALE_TEMP_MS)
+    .catch((err: unknown) => logger.warn('Queue temp cleanup failed', { err }));
   const http = createWebhookHttp(options.http);
   const credentials =
     options.credentials ??

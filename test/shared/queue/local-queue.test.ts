@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -156,6 +156,21 @@ describe('LocalJobQueue', () => {
     expect(err).toBeInstanceOf(QueueError);
     expect(err).toMatchObject({ code: 'QUEUE_MESSAGE_INVALID', message: expect.stringContaining('"bad"') });
     expect(await q.depth()).toEqual({ ready: 0, delayed: 0, inflight: 0, dead: 0 });
+  });
+
+  it('removes temp files a killed send left behind, but not fresh ones, and keeps every job', async () => {
+    const dir = freshDir();
+    const queue = new LocalJobQueue({ dir });
+    await queue.send(jobs(2));
+    await mkdir(join(dir, 'tmp'), { recursive: true });
+    await writeFile(join(dir, 'tmp', 'left-by-a-crash.json'), '{"id":"x"');
+    const old = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    await utimes(join(dir, 'tmp', 'left-by-a-crash.json'), old, old);
+    await writeFile(join(dir, 'tmp', 'in-progress.json'), '{');
+    expect(await queue.cleanupTemp(60 * 60 * 1000)).toBe(1);
+    expect(await readdir(join(dir, 'tmp'))).toEqual(['in-progress.json']);
+    expect((await queue.receive(10, 30_000)).map((j) => JSON.parse(j.body).n).sort()).toEqual([0, 1]);
+    expect(await new LocalJobQueue({ dir: freshDir() }).cleanupTemp(0)).toBe(0);
   });
 
   it('refuses a receipt it did not issue', async () => {
