@@ -19,15 +19,13 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { parseConfig } from '../shared/config/load.js';
 import { ParseConfig } from '../shared/config/schema.js';
 import { type PollDeps, pollMailbox } from '../shared/ingest/poll.js';
-import { silentLogger } from '../shared/log.js';
 import { parseMessage } from '../shared/mail/parse.js';
-import { createLocalRuntime, pollDeps } from '../shared/runtime/local.js';
+import { pollDeps } from '../shared/runtime/local.js';
 import { makeMessage } from '../test/fixtures/messages.js';
 import { fmt, median, table, tempDir } from './lib.js';
-import { clientRun, type Pop3Target } from './ours.js';
+import { clientRun, type Pop3Target, pipelineRuntime } from './ours.js';
 import { runPeer } from './peers.js';
 import { dovecotWith, targetOf } from './retrieval.js';
 
@@ -110,31 +108,7 @@ const stubParse: PollDeps['parse'] = async (input) => {
 async function pipelineVariant(t: Pop3Target, variant: Variant, instrument: boolean): Promise<number> {
   const dir = await tempDir('diag');
   try {
-    const config = parseConfig({
-      version: 1,
-      mailboxes: [
-        {
-          id: 'inbox',
-          host: t.host,
-          port: t.port,
-          tls: 'none',
-          allowInsecureAuth: true,
-          user: t.user,
-          auth: { type: 'password', password: { secret: 'pop' } },
-          retention: 'keep',
-          limits: { maxMessagesPerRun: 1_000_000, maxBytesPerRun: 100 * 1024 ** 3 },
-        },
-      ],
-      endpoints: [{ id: 'hook', url: 'https://hooks.example.com/pophook', secrets: [{ secret: 'hook' }] }],
-      local: { dataDir: dir.path },
-    });
-    const rt = await createLocalRuntime(config, {
-      env: {
-        POPHOOK_SECRET_POP: t.password,
-        POPHOOK_SECRET_HOOK: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
-      },
-      logger: silentLogger,
-    });
+    const rt = await pipelineRuntime(t, dir.path);
     if (instrument) {
       timed(rt.archive, 'archive', ['putStreamCreateOnly', 'put', 'get']);
       timed(rt.state, 'state', ['createMessage', 'putMessage']);

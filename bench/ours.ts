@@ -32,12 +32,8 @@ export interface FetchRun {
 
 const WEBHOOK_SECRET = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
 
-/** The full local pipeline, once, into `dataDir` (which must be fresh). */
-export async function pipelineRun(
-  t: Pop3Target,
-  dataDir: string,
-  maxMessageBytes = 300 * 1024 * 1024,
-): Promise<FetchRun & { outcome: string; parseErrors: number }> {
+/** The local runtime the pipeline contender polls with: one mailbox kept on the server, one endpoint. */
+export async function pipelineRuntime(t: Pop3Target, dataDir: string, maxMessageBytes = 300 * 1024 * 1024) {
   const config = parseConfig({
     version: 1,
     mailboxes: [
@@ -56,10 +52,19 @@ export async function pipelineRun(
     endpoints: [{ id: 'hook', url: 'https://hooks.example.com/pophook', secrets: [{ secret: 'hook' }] }],
     local: { dataDir },
   });
-  const runtime = await createLocalRuntime(config, {
+  return createLocalRuntime(config, {
     env: { POPHOOK_SECRET_POP: t.password, POPHOOK_SECRET_HOOK: WEBHOOK_SECRET },
     logger: silentLogger,
   });
+}
+
+/** The full local pipeline, once, into `dataDir` (which must be fresh). */
+export async function pipelineRun(
+  t: Pop3Target,
+  dataDir: string,
+  maxMessageBytes = 300 * 1024 * 1024,
+): Promise<FetchRun & { outcome: string; parseErrors: number }> {
+  const runtime = await pipelineRuntime(t, dataDir, maxMessageBytes);
   try {
     const t0 = performance.now();
     const [r] = await pollLocal(runtime, ['inbox'], { connectOptions: { servername: 'localhost' } });

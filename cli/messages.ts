@@ -124,21 +124,3 @@ export function formatAddress(list: readonly Address[] | undefined): string {
 export function eventIdOf(record: MessageRecord): string {
   return record.eventId ?? eventIdFor(record.messageKey);
 }
-
-/** Runs `fn` over `items` with at most `limit` at once, keeping order. */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}

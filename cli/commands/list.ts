@@ -3,6 +3,8 @@
  * state records of the config's mailboxes (one directory per mailbox), filters and limits them, and
  * only then reads the event JSON and attempt log of the messages it prints.
  */
+
+import { mapLimit } from '../../shared/concurrency.js';
 import { routeEvent } from '../../shared/delivery/route.js';
 import { sanitizeForeignText } from '../../shared/sanitize.js';
 import type { MessageStatus } from '../../shared/state/store.js';
@@ -21,7 +23,6 @@ import {
   eventIdOf,
   formatAddress,
   latestPerEndpoint,
-  mapLimit,
   READ_CONCURRENCY,
   readEvent,
 } from '../messages.js';

@@ -4,6 +4,8 @@
  * keys, a mailbox, a date range, and/or --failed (messages whose last delivery to some endpoint failed
  * for good); --endpoint narrows the targets; --dry-run lists and sends nothing.
  */
+
+import { mapLimit } from '../../shared/concurrency.js';
 import { type ReplayedJob, replay } from '../../shared/delivery/replay.js';
 import { type CliContext, EXIT, type ExitCode, UsageError } from '../context.js';
 import {
@@ -21,7 +23,6 @@ import {
   FAILED_OUTCOMES,
   findMessage,
   latestPerEndpoint,
-  mapLimit,
   READ_CONCURRENCY,
 } from '../messages.js';
 import { deliverWithSummary } from './poll.js';

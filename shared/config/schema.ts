@@ -11,12 +11,7 @@
  * `z.number().check(z.int(), z.gte(1))`), so parse results, issues and the JSON Schema are unchanged.
  */
 
-import { en } from 'zod/locales';
-import * as z from 'zod/mini';
-
-// Classic zod installs English messages on first use; zod/mini leaves the locale to the app. Without
-// this, a Lambda (which loads no classic zod) would report "Invalid input" for every problem.
-if (!z.config().localeError) z.config(en());
+import { z } from '../zod.js';
 
 /** A reference to a secret: a Secrets Manager name or ARN, or a key in the local secrets file. */
 export const SecretRef = z.strictObject({

@@ -8,8 +8,10 @@
  * Cost: the first build reads every event once (locally ~5,000 events in about a second; on S3 one
  * GET each). Later refreshes list keys (S3: one call per 1,000) and re-read delivery attempts.
  */
+
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
+import { mapLimit } from '../concurrency.js';
 import type { PophookConfig } from '../config/schema.js';
 import { routeEvent } from '../delivery/route.js';
 import type { Logger } from '../log.js';
@@ -545,17 +547,4 @@ export async function messageDetail(
   ) as PophookEvent;
   await index.refreshAttempts([messageKey]);
   return { summary, event };
-}
-
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

@@ -11,10 +11,6 @@
  * send again: at-least-once, with a stable webhook-id the receiver dedupes on. Logs carry endpoint,
  * messageKey and webhookId; never secrets, bodies or URLs' query strings.
  */
-// zod/mini, like the config schema: classic zod's `z` would put all of zod into the delivery bundle.
-import * as z from 'zod/mini';
-// The config schema module sets zod's English messages, which job errors quote.
-import '../config/schema.js';
 import type { Clock } from '../clock.js';
 import type { DeliveryConfig, EndpointConfig, SecretRef } from '../config/schema.js';
 import { DeliveryError, errorCode } from '../errors.js';
@@ -25,6 +21,7 @@ import type { DeliveryJob } from '../queue/queue.js';
 import { sanitizeForeignText } from '../sanitize.js';
 import type { DeliveryAttempt, DeliveryLog } from '../state/store.js';
 import type { Archive } from '../storage/archive.js';
+import { z } from '../zod.js';
 import type { WebhookHttp, WebhookResponse } from './http.js';
 import { MessageCache, messageCacheFor, type PendingPayload } from './message-cache.js';
 import { type BuiltPayload, buildPayload } from './payload.js';

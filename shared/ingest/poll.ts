@@ -13,6 +13,7 @@
 
 import { Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
+import { mapLimit } from '../concurrency.js';
 import type { EndpointConfig, MailboxConfig, PophookConfig } from '../config/schema.js';
 import { ConfigError, errorCode, isPophookError, PophookError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -417,17 +418,10 @@ class PollRun {
     await session.quit();
     await this.hook('after-quit', undefined);
     const deletedAt = new Date(deps.clock.now()).toISOString();
-    let next = 0;
-    const markDeleted = async () => {
-      while (next < this.toDelete.length) {
-        const { record } = this.toDelete[next++] as (typeof this.toDelete)[number];
-        await deps.state.putMessage({ ...record, status: 'deleted', deletedAt, updatedAt: deletedAt });
-        result.deleted++;
-      }
-    };
-    await Promise.all(
-      Array.from({ length: Math.min(STATE_WRITE_CONCURRENCY, this.toDelete.length) }, markDeleted),
-    );
+    await mapLimit(this.toDelete, STATE_WRITE_CONCURRENCY, async ({ record }) => {
+      await deps.state.putMessage({ ...record, status: 'deleted', deletedAt, updatedAt: deletedAt });
+      result.deleted++;
+    });
     if (this.toDelete.length)
       this.metrics.add('MessagesDeleted', this.toDelete.length, { MailboxId: mailbox.id });
     result.remaining = listed.length - this.toDelete.length;
@@ -536,43 +530,30 @@ class PollRun {
   /** Registers the burst's records (fixing each archive key) before any byte is fetched. */
   private async ensureRecords(burst: Extract<PlannedAction, { kind: 'fetch' }>[]): Promise<MessageRecord[]> {
     const { deps, mailbox } = this;
-    const out: MessageRecord[] = new Array(burst.length);
-    let next = 0;
-    const worker = async () => {
-      while (next < burst.length) {
-        const i = next++;
-        const action = burst[i] as (typeof burst)[number];
-        if (action.record && action.record.status !== 'skipped') {
-          out[i] = action.record;
-          continue;
-        }
-        const now = new Date(deps.clock.now()).toISOString();
-        const { message } = action;
-        const messageKey =
-          action.record?.messageKey ?? messageKeyFor(mailbox.id, message.uidl, message.occurrence);
-        const record: MessageRecord = {
-          mailboxId: mailbox.id,
-          uidl: message.uidl,
-          occurrence: message.occurrence,
-          messageKey,
-          status: 'seen',
-          firstSeenAt: action.record?.firstSeenAt ?? now,
-          updatedAt: now,
-          size: message.size,
-        };
-        if (action.record) await deps.state.putMessage(record);
-        else if (!(await deps.state.createMessage(record))) {
-          const existing = await deps.state.getMessage(mailbox.id, message.uidl, message.occurrence);
-          if (!existing)
-            throw new PophookError('STATE_INCONSISTENT', 'Message record vanished during a poll.');
-          out[i] = existing;
-          continue;
-        }
-        out[i] = record;
+    return mapLimit(burst, STATE_WRITE_CONCURRENCY, async (action) => {
+      if (action.record && action.record.status !== 'skipped') return action.record;
+      const now = new Date(deps.clock.now()).toISOString();
+      const { message } = action;
+      const messageKey =
+        action.record?.messageKey ?? messageKeyFor(mailbox.id, message.uidl, message.occurrence);
+      const record: MessageRecord = {
+        mailboxId: mailbox.id,
+        uidl: message.uidl,
+        occurrence: message.occurrence,
+        messageKey,
+        status: 'seen',
+        firstSeenAt: action.record?.firstSeenAt ?? now,
+        updatedAt: now,
+        size: message.size,
+      };
+      if (action.record) await deps.state.putMessage(record);
+      else if (!(await deps.state.createMessage(record))) {
+        const existing = await deps.state.getMessage(mailbox.id, message.uidl, message.occurrence);
+        if (!existing) throw new PophookError('STATE_INCONSISTENT', 'Message record vanished during a poll.');
+        return existing;
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(STATE_WRITE_CONCURRENCY, burst.length) }, worker));
-    return out;
+      return record;
+    });
   }
 
   private async fetchBurst(

@@ -122,27 +122,9 @@ export async function parseMessage(input: ParseMessageInput, deps: ParseDeps): P
   return new ParseRun(input, deps, resolveParseLimits(input.limits)).run();
 }
 
-/**
- * The event of a parse that stopped before the MIME parser read anything: headers, addresses and
- * `parseError`, no bodies. `attachments` are ones already stored. For the parse pool, when a worker
- * had to be given up on; never throws.
- */
-export function headerOnlyEvent(
-  input: BytesParseInput,
-  parseError: { code: string; message: string },
-  attachments: AttachmentInfo[] = [],
-): EmailReceivedData {
-  const run = new ParseRun(input, { writeAttachment: notWriting }, resolveParseLimits(input.limits));
-  return run.headersOnly(parseError, attachments);
-}
-
-function notWriting(): never {
-  throw new Error('headerOnlyEvent writes no attachments');
-}
-
 /** The log line of every finished parse (debug), and of one that ended with `parseError` (warn). */
-export const PARSED_LOG = 'mail parsed';
-export const PARSE_INCOMPLETE_LOG = 'mail parse incomplete';
+const PARSED_LOG = 'mail parsed';
+const PARSE_INCOMPLETE_LOG = 'mail parse incomplete';
 
 /** A limit or timeout stopped parsing. Internal: it becomes `parseError`, never escapes. */
 class ParseStop extends Error {
@@ -249,27 +231,6 @@ class ParseRun {
     this.parser = new MailParser(parserOptions(limits));
     this.internals = this.parser as unknown as MailParserInternals;
     this.hookParser();
-  }
-
-  /** See headerOnlyEvent(): the raw header block only, the MIME parser never started. */
-  headersOnly(
-    parseError: { code: string; message: string },
-    attachments: AttachmentInfo[],
-  ): EmailReceivedData {
-    const bytes = this.input.bytes ?? Buffer.alloc(0);
-    this.settled = true;
-    this.stopping = true;
-    this.teardown();
-    this.parseError = parseError;
-    this.attachments.push(...attachments);
-    try {
-      this.collector.push(bytes);
-      this.sourceEnded = true;
-      return this.buildEvent();
-    } catch (err) {
-      this.parseError ??= classifyError(err);
-      return this.buildMinimalEvent();
-    }
   }
 
   /** The caller's logger with the message's ids; made only when something is logged. */

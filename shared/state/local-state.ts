@@ -35,6 +35,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { appendFile, link, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
+import { mapLimit } from '../concurrency.js';
 import { coalescingDirSync, fsyncDir, type SyncDir } from '../dir-sync.js';
 import { StateError } from '../errors.js';
 import { readJsonFile } from '../json-file.js';
@@ -195,9 +196,7 @@ export class LocalStateStore implements StateStore, DeliveryLog {
 
   async findBySha256(mailboxId: string, sha256: string): Promise<MessageRecord[]> {
     return this.io('findBySha256', async () => {
-      const journal = this.journal(mailboxId);
-      await journal.all();
-      return journal.findLoaded((r) => r.sha256 === sha256);
+      return this.journal(mailboxId).find((r) => r.sha256 === sha256);
     });
   }
 
@@ -206,9 +205,7 @@ export class LocalStateStore implements StateStore, DeliveryLog {
       for (const name of await readdirQuiet(this.path('messages'))) {
         const m = JOURNAL_FILE.exec(name);
         if (!m?.[1] || !SAFE_SEGMENT.test(m[1])) continue;
-        const journal = this.journal(m[1]);
-        await journal.all();
-        const found = journal.findLoaded((r) => r.messageKey === messageKey)[0];
+        const found = (await this.journal(m[1]).find((r) => r.messageKey === messageKey))[0];
         if (found) return found;
       }
       return undefined;
@@ -421,17 +418,4 @@ async function createExclusive(path: string, data: string, durableName = false):
   }
   if (durableName) await fsyncDir(dirname(path));
   return true;
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

@@ -84,8 +84,9 @@ export class MessageJournal {
     return this.records.get(recordKey(uidl, occurrence));
   }
 
-  /** The record with this message key, if this journal has it (no refresh: callers refresh first). */
-  findLoaded(predicate: (r: MessageRecord) => boolean): MessageRecord[] {
+  /** The records that match `predicate`, after catching up with the file. */
+  async find(predicate: (r: MessageRecord) => boolean): Promise<MessageRecord[]> {
+    await this.refresh();
     const out: MessageRecord[] = [];
     for (const r of this.records.values()) if (predicate(r)) out.push(r);
     return out;

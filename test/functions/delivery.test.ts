@@ -15,11 +15,8 @@ import { createStateTable, DynamoStateStore } from '../../shared/state/dynamo-st
 import { type DynaliteFixture, startDynalite } from '../fixtures/dynalite.js';
 import { type Receiver, startReceiver } from '../fixtures/receiver.js';
 import { type S3rverFixture, startS3rver } from '../fixtures/s3rver.js';
-import { eventKeyOf, receivedEvent, record } from '../shared/delivery/helpers.js';
-import { setLambdaEnv } from './lambda-env.js';
-
-const TABLE = 'pophook-state';
-const QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/pophook-deliveries';
+import { eventKeyOf, jobFor, receivedEvent, record } from '../shared/delivery/helpers.js';
+import { emulatorEnv, setLambdaEnv, TABLE } from './lambda-env.js';
 
 describe('functions/delivery handler', () => {
   let s3: S3rverFixture;
@@ -71,16 +68,7 @@ describe('functions/delivery handler', () => {
       delivery: { retryScheduleSeconds: [30, 300] },
     };
     restoreEnv = setLambdaEnv({
-      CONFIG_JSON: JSON.stringify(config),
-      ARCHIVE_BUCKET: s3.bucket,
-      QUEUE_URL,
-      STATE_TABLE: TABLE,
-      LOG_LEVEL: 'error',
-      AWS_ENDPOINT_URL_S3: s3.endpoint,
-      AWS_ENDPOINT_URL_DYNAMODB: ddb.endpoint,
-      // s3rver's fixed key pair; dynalite accepts any.
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      ...emulatorEnv(config, s3, ddb),
     });
     sqsMock.on(ChangeMessageVisibilityCommand).resolves({});
     secretsMock
@@ -98,16 +86,7 @@ describe('functions/delivery handler', () => {
   it('delivers, parks the failure, and names exactly the failed records', async () => {
     vi.resetModules();
     const { handler } = await import('../../functions/delivery.js');
-    const job = (endpointId: string) =>
-      JSON.stringify({
-        v: 1,
-        webhookId: event.data.eventId,
-        type: 'email.received',
-        mailboxId: 'inbox',
-        messageKey: event.data.messageKey,
-        endpointId,
-        eventKey: eventKeyOf(event),
-      });
+    const job = (endpointId: string) => JSON.stringify(jobFor(event, eventKeyOf(event), endpointId));
     const batch: SQSEvent = {
       Records: [record('a', job('ok')), record('b', job('failing')), record('c', '{"not":"a job"}')],
     };

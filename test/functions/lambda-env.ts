@@ -12,3 +12,28 @@ export function setLambdaEnv(values: Record<string, string>): () => void {
     }
   };
 }
+
+export const TABLE = 'pophook-state';
+export const QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/pophook-deliveries';
+
+/**
+ * The environment both handlers get in these tests: the deployed variables pointed at s3rver and
+ * dynalite (s3rver's fixed key pair; dynalite accepts any), with the SQS queue mocked by QUEUE_URL.
+ */
+export function emulatorEnv(
+  config: unknown,
+  s3: { bucket: string; endpoint: string },
+  dynamo: { endpoint: string },
+): Record<string, string> {
+  return {
+    CONFIG_JSON: JSON.stringify(config),
+    ARCHIVE_BUCKET: s3.bucket,
+    QUEUE_URL,
+    STATE_TABLE: TABLE,
+    LOG_LEVEL: 'error',
+    AWS_ENDPOINT_URL_S3: s3.endpoint,
+    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+  };
+}

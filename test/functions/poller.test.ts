@@ -16,11 +16,9 @@ import { type Dovecot, dovecotAvailable, requireDovecot, startDovecot } from '..
 import { type DynaliteFixture, startDynalite } from '../fixtures/dynalite.js';
 import { makeMessage } from '../fixtures/messages.js';
 import { type S3rverFixture, startS3rver } from '../fixtures/s3rver.js';
-import { setLambdaEnv } from './lambda-env.js';
+import { emulatorEnv, setLambdaEnv, TABLE } from './lambda-env.js';
 
 requireDovecot();
-const TABLE = 'pophook-state';
-const QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/pophook-deliveries';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const MESSAGES = [1, 2, 3, 4].map((index) => makeMessage({ index, size: 4000 + index * 1000 }));
 
@@ -66,15 +64,7 @@ describe.runIf(dovecotAvailable())('functions/poller handler', () => {
       ],
     };
     restoreEnv = setLambdaEnv({
-      CONFIG_JSON: JSON.stringify(config),
-      ARCHIVE_BUCKET: s3.bucket,
-      QUEUE_URL,
-      STATE_TABLE: TABLE,
-      LOG_LEVEL: 'error',
-      AWS_ENDPOINT_URL_S3: s3.endpoint,
-      AWS_ENDPOINT_URL_DYNAMODB: ddb.endpoint,
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      ...emulatorEnv(config, s3, ddb),
       POWERTOOLS_METRICS_DISABLED: 'true',
     });
     secretsMock

@@ -12,6 +12,7 @@ import { LocalStateStore } from '../../../shared/state/local-state.js';
 import { type Receiver, startReceiver } from '../../fixtures/receiver.js';
 import {
   defaultDelivery,
+  jobFor,
   localEndpoint,
   MemoryArchive,
   newSecret,
@@ -70,23 +71,14 @@ describe('deliverJob against real receivers', () => {
     };
   }
 
-  function jobFor(endpointId: string, text = 'Hello there'): QueuedJob {
+  function jobOf(endpointId: string, text = 'Hello there'): QueuedJob {
     const event = receivedEvent({ text });
-    const eventKey = archive.putEvent(event);
-    return {
-      v: 1,
-      webhookId: event.data.eventId,
-      type: 'email.received',
-      mailboxId: event.data.mailboxId,
-      messageKey: event.data.messageKey,
-      endpointId,
-      eventKey,
-    };
+    return jobFor(event, archive.putEvent(event), endpointId);
   }
 
   it('200: delivered, signed over the exact bytes, attempt recorded', async () => {
     const ep = localEndpoint('ok', receiver.url);
-    const job = jobFor('ok', 'secret body text');
+    const job = jobOf('ok', 'secret body text');
     const result = await deliverJob(job, deps([ep]));
     expect(result).toMatchObject({ outcome: 'delivered', attempt: 1, status: 200 });
     const req = receiver.requests[0];
@@ -110,7 +102,7 @@ describe('deliverJob against real receivers', () => {
   it('500: retry on schedule with the same webhook-id and a fresh timestamp', async () => {
     receiver.respond({ kind: 'status', status: 500, body: 'oops' });
     const ep = localEndpoint('five', receiver.url);
-    const job = jobFor('five');
+    const job = jobOf('five');
     const d = deps([ep]);
     const first = await deliverJob(job, d);
     expect(first).toMatchObject({
@@ -143,7 +135,7 @@ describe('deliverJob against real receivers', () => {
   it('after the last scheduled attempt: failed (dead-letter), and a redelivery does not send again', async () => {
     receiver.respond({ kind: 'status', status: 502 });
     const ep = localEndpoint('last', receiver.url);
-    const job = jobFor('last');
+    const job = jobOf('last');
     const d = deps([ep], [1]);
     expect((await deliverJob(job, d)).outcome).toBe('retry');
     clock.advance(1000);
@@ -156,13 +148,13 @@ describe('deliverJob against real receivers', () => {
     receiver.respond({ kind: 'status', status: 410 });
     const ep = localEndpoint('gone', receiver.url);
     const d = deps([ep]);
-    expect(await deliverJob(jobFor('gone'), d)).toMatchObject({ outcome: 'disabled', status: 410 });
+    expect(await deliverJob(jobOf('gone'), d)).toMatchObject({ outcome: 'disabled', status: 410 });
     expect(await log.getEndpointState('gone')).toMatchObject({
       disabled: true,
       disabledReason: expect.any(String),
     });
     receiver.respond({ kind: 'status', status: 200 });
-    const next = jobFor('gone');
+    const next = jobOf('gone');
     expect(await deliverJob(next, d)).toEqual({ outcome: 'disabled', errorCode: 'ENDPOINT_DISABLED' });
     expect(receiver.requests).toHaveLength(1);
     expect((await log.listAttempts(next.messageKey))[0]).toMatchObject({ outcome: 'disabled' });
@@ -178,9 +170,9 @@ describe('deliverJob against real receivers', () => {
         headers: { 'retry-after': new Date(clock.now() + 3_600_000).toUTCString() },
       },
     );
-    const r1 = await deliverJob(jobFor('busy'), deps([ep]));
+    const r1 = await deliverJob(jobOf('busy'), deps([ep]));
     expect(r1).toMatchObject({ outcome: 'retry', status: 429, delayMs: 120_000 });
-    const r2 = await deliverJob(jobFor('busy'), deps([ep]));
+    const r2 = await deliverJob(jobOf('busy'), deps([ep]));
     expect(r2.outcome).toBe('retry');
     expect(r2.delayMs).toBeGreaterThan(3_598_000);
     expect(r2.delayMs).toBeLessThanOrEqual(3_600_000);
@@ -188,7 +180,7 @@ describe('deliverJob against real receivers', () => {
 
   it('301: not followed, counted as a failure', async () => {
     receiver.script({ kind: 'redirect', status: 301, location: other.url });
-    const r = await deliverJob(jobFor('moved'), deps([localEndpoint('moved', receiver.url)]));
+    const r = await deliverJob(jobOf('moved'), deps([localEndpoint('moved', receiver.url)]));
     expect(r).toMatchObject({ outcome: 'retry', status: 301, errorCode: 'HTTP_REDIRECT' });
     expect(other.requests).toHaveLength(0);
   });
@@ -197,7 +189,7 @@ describe('deliverJob against real receivers', () => {
     receiver.script({ kind: 'slow', delayMs: 4000 });
     const started = Date.now();
     const r = await deliverJob(
-      jobFor('slow'),
+      jobOf('slow'),
       deps([localEndpoint('slow', receiver.url, { timeoutMs: 1000 })]),
     );
     expect(r).toMatchObject({ outcome: 'retry', errorCode: 'TIMEOUT' });
@@ -207,20 +199,20 @@ describe('deliverJob against real receivers', () => {
   it('50 MB response: delivered quickly without buffering it', async () => {
     receiver.script({ kind: 'big', bytes: 50 * 1024 * 1024 });
     const started = Date.now();
-    const r = await deliverJob(jobFor('big'), deps([localEndpoint('big', receiver.url)]));
+    const r = await deliverJob(jobOf('big'), deps([localEndpoint('big', receiver.url)]));
     expect(r).toMatchObject({ outcome: 'delivered', status: 200 });
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
   it('connection reset: retry with CONNECTION_RESET', async () => {
     receiver.script({ kind: 'reset' });
-    const r = await deliverJob(jobFor('reset'), deps([localEndpoint('reset', receiver.url)]));
+    const r = await deliverJob(jobOf('reset'), deps([localEndpoint('reset', receiver.url)]));
     expect(r).toMatchObject({ outcome: 'retry', errorCode: 'CONNECTION_RESET' });
   });
 
   it('a duplicate of a delivered job is skipped, not re-sent', async () => {
     const ep = localEndpoint('dup', receiver.url);
-    const job = jobFor('dup');
+    const job = jobOf('dup');
     expect((await deliverJob(job, deps([ep]))).outcome).toBe('delivered');
     expect(await deliverJob(job, deps([ep]))).toEqual({ outcome: 'skipped', errorCode: 'ALREADY_DELIVERED' });
     expect(receiver.requests).toHaveLength(1);
@@ -228,7 +220,7 @@ describe('deliverJob against real receivers', () => {
 
   it('a replay starts a fresh run with the original webhook-id', async () => {
     const ep = localEndpoint('rp', receiver.url);
-    const job = jobFor('rp');
+    const job = jobOf('rp');
     await deliverJob(job, deps([ep]));
     clock.advance(60_000);
     const replayJob: QueuedJob = { ...job, replay: true, replayedAt: new Date(clock.now()).toISOString() };
@@ -240,7 +232,7 @@ describe('deliverJob against real receivers', () => {
   it('a malformed secret: nothing sent, attempt recorded, the secret never logged', async () => {
     const ep = localEndpoint('badsecret', receiver.url);
     secrets['badsecret-secret'] = 'whsec_short-and-not-base64!!';
-    const job = jobFor('badsecret');
+    const job = jobOf('badsecret');
     const r = await deliverJob(job, deps([ep]));
     expect(r).toMatchObject({ outcome: 'retry', errorCode: 'WEBHOOK_SECRET_INVALID' });
     expect(receiver.requests).toHaveLength(0);
@@ -249,13 +241,13 @@ describe('deliverJob against real receivers', () => {
 
   it('an endpoint disabled in config or no longer configured: nothing sent', async () => {
     const ep = localEndpoint('paused', receiver.url, { enabled: false });
-    expect(await deliverJob(jobFor('paused'), deps([ep]))).toMatchObject({ outcome: 'disabled' });
-    expect(await deliverJob(jobFor('gone-from-config'), deps([ep]))).toMatchObject({ outcome: 'skipped' });
+    expect(await deliverJob(jobOf('paused'), deps([ep]))).toMatchObject({ outcome: 'disabled' });
+    expect(await deliverJob(jobOf('gone-from-config'), deps([ep]))).toMatchObject({ outcome: 'skipped' });
     expect(receiver.requests).toHaveLength(0);
   });
 
   it('an event missing from the archive is an infrastructure error (thrown, retried by the queue)', async () => {
-    const job = { ...jobFor('missing'), eventKey: 'raw/inbox/2025/01/01/nope.json' };
+    const job = { ...jobOf('missing'), eventKey: 'raw/inbox/2025/01/01/nope.json' };
     await expect(deliverJob(job, deps([localEndpoint('missing', receiver.url)]))).rejects.toThrow(
       /no such key/,
     );

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { SQSRecord } from 'aws-lambda';
 import { DeliveryConfig, EndpointConfig } from '../../../shared/config/schema.js';
+import type { QueuedJob } from '../../../shared/delivery/deliver.js';
 import type { EmailReceivedData, PophookEvent } from '../../../shared/mail/event.js';
 import type { JobQueue, QueueSendItem } from '../../../shared/queue/queue.js';
 import type { DeliveryAttempt, DeliveryLog, EndpointState } from '../../../shared/state/store.js';
@@ -93,6 +94,23 @@ export function receivedEvent(
 
 export const eventKeyOf = (event: PophookEvent & { type: 'email.received' }) =>
   event.data.raw.key.replace(/\.eml$/, '.json');
+
+/** The delivery job the poller enqueues for `event` (stored at `eventKey`) and one endpoint. */
+export function jobFor(
+  event: PophookEvent & { type: 'email.received' },
+  eventKey: string,
+  endpointId: string,
+): QueuedJob {
+  return {
+    v: 1,
+    webhookId: event.data.eventId,
+    type: 'email.received',
+    mailboxId: event.data.mailboxId,
+    messageKey: event.data.messageKey,
+    endpointId,
+    eventKey,
+  };
+}
 
 /** An in-memory Archive; `linkBase` makes linkFor return URLs (like S3), else undefined (like local). */
 export class MemoryArchive implements Archive {

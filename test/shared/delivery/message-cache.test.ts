@@ -14,6 +14,7 @@ import { silentLogger } from '../../../shared/log.js';
 import { type Receiver, startReceiver } from '../../fixtures/receiver.js';
 import {
   defaultDelivery,
+  jobFor,
   localEndpoint,
   MemoryArchive,
   MemoryDeliveryLog,
@@ -83,15 +84,7 @@ describe('one read and one body per message, shared by its endpoints (message-ca
   function message(text = 'Hello there') {
     const event = receivedEvent({ text });
     const eventKey = archive.putEvent(event);
-    return (endpointId: string): QueuedJob => ({
-      v: 1,
-      webhookId: event.data.eventId,
-      type: 'email.received',
-      mailboxId: event.data.mailboxId,
-      messageKey: event.data.messageKey,
-      endpointId,
-      eventKey,
-    });
+    return (endpointId: string): QueuedJob => jobFor(event, eventKey, endpointId);
   }
 
   const endpointsNamed = (ids: string[], extra: Record<string, unknown> = {}) =>

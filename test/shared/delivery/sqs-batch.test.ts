@@ -11,6 +11,7 @@ import { silentLogger } from '../../../shared/log.js';
 import { type Receiver, startReceiver } from '../../fixtures/receiver.js';
 import {
   defaultDelivery,
+  jobFor,
   localEndpoint,
   MemoryArchive,
   MemoryDeliveryLog,
@@ -66,15 +67,7 @@ describe('handleSqsBatch', () => {
 
   function job(endpointId: string): QueuedJob {
     const event = receivedEvent();
-    return {
-      v: 1,
-      webhookId: event.data.eventId,
-      type: 'email.received',
-      mailboxId: 'inbox',
-      messageKey: event.data.messageKey,
-      endpointId,
-      eventKey: archive.putEvent(event),
-    };
+    return jobFor(event, archive.putEvent(event), endpointId);
   }
 
   function deliver(eps: EndpointConfig[]) {

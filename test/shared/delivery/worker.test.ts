@@ -17,6 +17,7 @@ import { LocalStateStore } from '../../../shared/state/local-state.js';
 import { type Receiver, startReceiver } from '../../fixtures/receiver.js';
 import {
   defaultDelivery,
+  jobFor,
   localEndpoint,
   MemoryArchive,
   newSecret,
@@ -81,15 +82,7 @@ describe('local worker: two endpoints, one down for an hour (simulated time)', (
           await queue.send(
             endpoints.map((e, i) => ({
               id: `j${i}`,
-              body: JSON.stringify({
-                v: 1,
-                webhookId: event.data.eventId,
-                type: 'email.received',
-                mailboxId: event.data.mailboxId,
-                messageKey: event.data.messageKey,
-                endpointId: e.id,
-                eventKey,
-              } satisfies QueuedJob),
+              body: JSON.stringify(jobFor(event, eventKey, e.id)),
             })),
           );
           next++;
