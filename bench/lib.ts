@@ -6,7 +6,6 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -133,10 +132,36 @@ export function vmHwm(pid: number | 'self'): number {
   }
 }
 
-/** A fresh temp directory; `cleanup()` removes it. */
+/**
+ * Where the runs write. Not /tmp: the test suite creates and deletes thousands of files there, and on
+ * ext4 without a journal (this CI's VMs) the inode allocator walks past every inode deleted in the
+ * last 1-6 minutes on each create (`recently_deleted()` in fs/ext4/ialloc.c), so a run right after a
+ * mass delete paid up to 0.7 ms of kernel CPU per new file. A directory of our own keeps the runs
+ * away from other programs' deletions.
+ */
+export const BENCH_DATA_DIR = join(RESULTS_DIR, '.data');
+const deferred: string[] = [];
+
+/**
+ * A fresh directory for one run. `cleanup()` only queues it for `removeRunDirs()` at the end of the
+ * bench: removing a run's thousands of files right before the next contender's run would charge that
+ * contender for the deletions (see BENCH_DATA_DIR), and the one with more files per message most.
+ */
 export async function tempDir(prefix: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
-  const path = await mkdtemp(join(tmpdir(), `pophook-bench-${prefix}-`));
-  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+  mkdirSync(BENCH_DATA_DIR, { recursive: true });
+  const path = await mkdtemp(join(BENCH_DATA_DIR, `${prefix}-`));
+  return {
+    path,
+    cleanup: async () => {
+      deferred.push(path);
+    },
+  };
+}
+
+/** Removes every run directory handed out so far (and leftovers of an interrupted bench). */
+export async function removeRunDirs(): Promise<void> {
+  deferred.length = 0;
+  await rm(BENCH_DATA_DIR, { recursive: true, force: true });
 }
 
 /**

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderChart } from './chart.js';
 import { type BundleRow, benchColdStart, benchDelivery, type DeliveryRow } from './external.js';
-import { fmt, MB, median, progress, RESULTS_DIR, ROOT, table } from './lib.js';
+import { fmt, MB, median, progress, RESULTS_DIR, ROOT, removeRunDirs, table } from './lib.js';
 import { benchMemory, MEMORY_200MB_CASE, MEMORY_ATTACHMENTS_CASE, type MemoryRow } from './memory.js';
 import { ensurePeers, type Peer, peerStartup } from './peers.js';
 import {
@@ -132,6 +132,7 @@ async function main(): Promise<void> {
   for (const s of only)
     if (!SECTIONS.includes(s)) throw new Error(`unknown section "${s}" (${SECTIONS.join(', ')})`);
 
+  await removeRunDirs(); // leftovers of an interrupted run
   const startedAt = new Date();
   const machine = {
     cpus: cpus().length,
@@ -412,7 +413,9 @@ function evaluate(sections: {
   return targets;
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+main()
+  .catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(removeRunDirs);
