@@ -4,27 +4,27 @@
  *
  *   pipeline                as shipped (pollLocal with the local runtime)
  *   pipeline, parse stubbed the parse step replaced by a stub that only drains the stream
- *   pipeline, no fsync      every FileHandle.sync() a no-op: the ceiling any group commit can reach
- *   pipeline, neither       both: what is left (file creation, renames, state JSON, POP3)
  *   pophook client, mpop    for scale
  *
- * Also prints fsyncs per message (FileHandle.sync calls counted), wall time per storage call and per
- * parse, and mailparser's CPU cost per message parsed alone from memory.
+ * with wall, CPU (all threads) and main-thread busy milliseconds per message (the main thread runs
+ * POP3, parsing and orchestration; the file writer threads the durable writes). Also prints writer
+ * batches per message, wall time per storage call and per parse, and mailparser's CPU cost per message
+ * parsed alone from memory.
  *
  *   npx tsx bench/diagnose.ts [--count 500] [--size 20000] [--runs 3]
  *   node --cpu-prof --import tsx bench/diagnose.ts ...   then   npx tsx bench/profile-summary.ts FILE
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { ParseConfig } from '../shared/config/schema.js';
+import { sharedDurableWriter } from '../shared/durable-writer.js';
 import { type PollDeps, pollMailbox } from '../shared/ingest/poll.js';
 import { parseMessage } from '../shared/mail/parse.js';
 import { pollDeps } from '../shared/runtime/local.js';
 import { makeMessage } from '../test/fixtures/messages.js';
-import { fmt, median, table, tempDir } from './lib.js';
+import { fmt, median, removeRunDirs, table, tempDir } from './lib.js';
 import { clientRun, type Pop3Target, pipelineRuntime } from './ours.js';
 import { runPeer } from './peers.js';
 import { dovecotWith, targetOf } from './retrieval.js';
@@ -37,19 +37,7 @@ function childCpuMs(): number {
   return (Number(f[13]) + Number(f[14])) * 10;
 }
 
-type Variant = 'pipeline' | 'pipeline, parse stubbed' | 'pipeline, no fsync' | 'pipeline, neither';
-
-// FileHandle.prototype is not exported; take it from a live handle.
-const handle = await open(new URL(import.meta.url));
-const fileHandleProto = Object.getPrototypeOf(handle) as { sync: () => Promise<void> };
-await handle.close();
-const realSync = fileHandleProto.sync;
-let syncCalls = 0;
-let fsyncOn = true;
-fileHandleProto.sync = function (this: unknown) {
-  syncCalls++;
-  return fsyncOn ? realSync.call(this) : Promise.resolve();
-};
+type Variant = 'pipeline' | 'pipeline, parse stubbed';
 
 const stats = new Map<string, { n: number; ms: number }>();
 function timed<T extends object>(obj: T, name: string, methods: string[]): void {
@@ -115,7 +103,7 @@ async function pipelineVariant(t: Pop3Target, variant: Variant, instrument: bool
       timed(rt.queue, 'queue', ['send']);
     }
     const deps = pollDeps(rt);
-    const stub = variant === 'pipeline, parse stubbed' || variant === 'pipeline, neither';
+    const stub = variant === 'pipeline, parse stubbed';
     const realParse = deps.parse;
     deps.parse = stub ? stubParse : realParse;
     if (instrument) {
@@ -132,16 +120,13 @@ async function pipelineVariant(t: Pop3Target, variant: Variant, instrument: bool
         }
       };
     }
-    fsyncOn = !(variant === 'pipeline, no fsync' || variant === 'pipeline, neither');
     const t0 = performance.now();
     const r = await pollMailbox('inbox', deps);
     const seconds = (performance.now() - t0) / 1000;
-    fsyncOn = true;
     await rt.close();
     if (r.outcome !== 'ok') throw new Error(`${variant}: ${r.outcome} ${r.error?.message}`);
     return seconds;
   } finally {
-    fsyncOn = true;
     await dir.cleanup();
   }
 }
@@ -196,10 +181,10 @@ async function main(): Promise<void> {
   writeFileSync(caFile, dovecot.caPem);
   try {
     const t = targetOf(dovecot, false);
-    // Instrumented run first (also the warm-up): fsyncs per message and per-call wall times.
-    syncCalls = 0;
+    // Instrumented run first (also the warm-up): writer batches per message and per-call wall times.
+    const batches0 = sharedDurableWriter().batches;
     await pipelineVariant(t, 'pipeline', true);
-    const fsyncsPerMessage = syncCalls / count;
+    const batchesPerMessage = (sharedDurableWriter().batches - batches0) / count;
     const stageRows = [...stats.entries()].map(([k, s]) => [
       k,
       fmt.int(s.n),
@@ -210,16 +195,16 @@ async function main(): Promise<void> {
     const variants: (Variant | 'pophook client' | 'mpop')[] = [
       'pipeline',
       'pipeline, parse stubbed',
-      'pipeline, no fsync',
-      'pipeline, neither',
       'pophook client',
       'mpop',
     ];
     const times = new Map(variants.map((v) => [v, [] as number[]]));
     const cpuMs = new Map(variants.map((v) => [v, [] as number[]]));
+    const mainMs = new Map(variants.map((v) => [v, [] as number[]]));
     for (let r = 0; r < runs; r++) {
       for (const v of variants) {
         let s: number;
+        const elu = performance.eventLoopUtilization();
         const own = process.cpuUsage();
         const children = childCpuMs();
         if (v === 'pophook client') s = (await clientRun(t)).seconds;
@@ -242,15 +227,16 @@ async function main(): Promise<void> {
         const used = process.cpuUsage(own);
         // mpop's CPU is its own (a reaped child); ours is this process's, all threads.
         cpuMs.get(v)?.push(v === 'mpop' ? childCpuMs() - children : (used.user + used.system) / 1000);
+        if (v !== 'mpop') mainMs.get(v)?.push(performance.eventLoopUtilization(elu).active);
       }
       process.stderr.write(`[diagnose] round ${r + 1}/${runs}\n`);
     }
     console.log(
-      `\n${count} x ${size} B, plain, median of ${runs}; mailparser alone: ${fmt.f2(parseCpuMs)} ms CPU (${fmt.f2(parseWallMs)} ms wall) per message; ${fmt.f1(fsyncsPerMessage)} fsyncs per message\n`,
+      `\n${count} x ${size} B, plain, median of ${runs}; mailparser alone: ${fmt.f2(parseCpuMs)} ms CPU (${fmt.f2(parseWallMs)} ms wall) per message; ${fmt.f1(batchesPerMessage)} writer batches per message\n`,
     );
     console.log(
       table(
-        ['variant', 'msg/s', 'wall ms/msg', 'CPU ms/msg'],
+        ['variant', 'msg/s', 'wall ms/msg', 'CPU ms/msg', 'main thread busy ms/msg'],
         variants.map((v) => {
           const s = median(times.get(v) ?? []);
           return [
@@ -258,6 +244,7 @@ async function main(): Promise<void> {
             fmt.int(count / s),
             fmt.f2((s * 1000) / count),
             fmt.f2(median(cpuMs.get(v) ?? []) / count),
+            v === 'mpop' ? '' : fmt.f2(median(mainMs.get(v) ?? []) / count),
           ];
         }),
       ),
@@ -272,4 +259,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+await main().finally(removeRunDirs);

@@ -17,10 +17,11 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
-import { coalescingDirSync, fsyncDir } from '../dir-sync.js';
+import { fsyncDir } from '../dir-sync.js';
+import { type DurableWriter, sharedDurableWriter } from '../durable-writer.js';
 import { QueueError } from '../errors.js';
 import { readJsonFile } from '../json-file.js';
 import { type Logger, silentLogger } from '../log.js';
@@ -33,6 +34,8 @@ export const MAX_DELAY_SECONDS = 900;
 /** Dead-letter reasons are for people reading `pophook dlq`; longer text is cut. */
 const MAX_REASON_CHARS = 1000;
 const TIME_DIGITS = 15;
+/** Jobs carry message metadata (subjects, addresses): readable by the owner only. */
+const JOB_FILE_MODE = 0o600;
 const JOB_FILE = /^(\d{15})~([0-9a-f]{29})~(\d+)~(\d+)\.json$/;
 /** Orders jobs sent in the same millisecond by one process. */
 let sequence = 0;
@@ -129,6 +132,8 @@ export interface LocalJobQueueOptions {
   dir: string;
   clock?: Clock;
   logger?: Logger;
+  /** Writes sent jobs on worker threads in batches; default the process-wide writer. */
+  writer?: DurableWriter;
 }
 
 /** JobQueue on the local filesystem, with a consumer API. See the module comment for the guarantees. */
@@ -138,13 +143,13 @@ export class LocalJobQueue implements JobQueue {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private ready = false;
-  /** Concurrent sends share one fsync of ready/ (group commit). */
-  private readonly syncDir = coalescingDirSync(fsyncDir);
+  private readonly writer: DurableWriter;
 
   constructor(options: LocalJobQueueOptions) {
     this.dir = options.dir;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
+    this.writer = options.writer ?? sharedDurableWriter();
     this.description = `local queue at ${options.dir}`;
   }
 
@@ -154,21 +159,26 @@ export class LocalJobQueue implements JobQueue {
     await this.io('send', async () => {
       await this.init();
       const now = this.clock.now();
-      for (const item of items) {
-        const content: JobContent = { id: newJobId(now), itemId: item.id, body: item.body, enqueuedAt: now };
-        const tmp = join(this.dir, 'tmp', `${content.id}.json`);
-        const handle = await open(tmp, 'wx');
-        try {
-          await handle.writeFile(JSON.stringify(content), 'utf8');
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-        const visibleAt = now + (item.delaySeconds ?? 0) * 1000;
-        await rename(tmp, join(this.dir, 'ready', jobName(visibleAt, content.id, 0, 0)));
-      }
-      // The poller deletes mail once send() returns: the new directory entries must survive power loss.
-      await this.syncDir(join(this.dir, 'ready'));
+      // One batch on the writer thread: each job fsynced, renamed into ready/, ready/ fsynced once
+      // after the last rename (the poller deletes mail once send() returns).
+      await Promise.all(
+        items.map((item) => {
+          const content: JobContent = {
+            id: newJobId(now),
+            itemId: item.id,
+            body: item.body,
+            enqueuedAt: now,
+          };
+          const visibleAt = now + (item.delaySeconds ?? 0) * 1000;
+          return this.writer.write({
+            temp: join(this.dir, 'tmp', `${content.id}.json`),
+            target: join(this.dir, 'ready', jobName(visibleAt, content.id, 0, 0)),
+            bytes: Buffer.from(JSON.stringify(content), 'utf8'),
+            mode: 'replace',
+            fileMode: JOB_FILE_MODE,
+          });
+        }),
+      );
     });
   }
 
@@ -339,8 +349,13 @@ export class LocalJobQueue implements JobQueue {
 
   private async init(): Promise<void> {
     if (this.ready) return;
+    const created = await mkdir(this.dir, { recursive: true });
     for (const sub of ['ready', 'inflight', 'dead', 'tmp'])
       await mkdir(join(this.dir, sub), { recursive: true });
+    // The subdirectories' names (and a new queue directory's own) must survive a crash before a job is
+    // reported sent into them.
+    await fsyncDir(this.dir);
+    if (created) await fsyncDir(dirname(this.dir));
     this.ready = true;
   }
 

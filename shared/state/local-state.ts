@@ -37,6 +37,7 @@ import { dirname, join } from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
 import { mapLimit } from '../concurrency.js';
 import { coalescingDirSync, fsyncDir, type SyncDir } from '../dir-sync.js';
+import { type DurableWriter, sharedDurableWriter } from '../durable-writer.js';
 import { StateError } from '../errors.js';
 import { readJsonFile } from '../json-file.js';
 import { MessageJournal } from './message-journal.js';
@@ -73,6 +74,8 @@ export interface LocalStateStoreOptions {
   /** The state directory, e.g. `<dataDir>/state`. Created on first write. */
   dir: string;
   clock?: Clock;
+  /** Journal flushes on worker threads; default the process-wide writer. */
+  writer?: DurableWriter;
 }
 
 /** StateStore and DeliveryLog on the local filesystem. See the module comment for the guarantees. */
@@ -81,10 +84,12 @@ export class LocalStateStore implements StateStore, DeliveryLog {
   private readonly clock: Clock;
   private readonly journals = new Map<string, MessageJournal>();
   private readonly syncDir: SyncDir = coalescingDirSync(fsyncDir);
+  private readonly writer: DurableWriter;
 
   constructor(options: LocalStateStoreOptions) {
     this.dir = options.dir;
     this.clock = options.clock ?? systemClock;
+    this.writer = options.writer ?? sharedDurableWriter();
   }
 
   // ---- leases ----
@@ -216,7 +221,7 @@ export class LocalStateStore implements StateStore, DeliveryLog {
     const id = segment(mailboxId, 'mailbox id');
     let journal = this.journals.get(id);
     if (!journal) {
-      journal = new MessageJournal(this.path('messages', `${id}.jsonl`), this.syncDir);
+      journal = new MessageJournal(this.path('messages', `${id}.jsonl`), this.syncDir, this.writer);
       this.journals.set(id, journal);
     }
     return journal;

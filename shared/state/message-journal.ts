@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, rename, stat, truncate, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { SyncDir } from '../dir-sync.js';
+import type { DurableAppendResult, DurableWriter } from '../durable-writer.js';
 import { StateError } from '../errors.js';
 import type { MessageRecord } from './store.js';
 
@@ -28,6 +29,8 @@ import type { MessageRecord } from './store.js';
 export const COMPACT_LINES_PER_RECORD = 8;
 /** Below this many lines compaction is not worth a rewrite. */
 export const COMPACT_MIN_LINES = 20_000;
+/** The journal holds mail metadata: owner only. */
+const JOURNAL_FILE_MODE = 0o600;
 /** Bytes read per call when catching up with a journal (large enough for thousands of lines). */
 const READ_CHUNK_BYTES = 1024 * 1024;
 
@@ -60,14 +63,19 @@ export class MessageJournal {
   private flushing: Promise<void> | undefined;
   private refreshing: Promise<void> | undefined;
   private seq = 0;
-  private readonly writer = randomUUID().slice(0, 8);
+  private readonly writerId = randomUUID().slice(0, 8);
   private readonly compactMinLines: number;
   /** Flushes done (each one write and one fdatasync), for tests and diagnostics. */
   flushes = 0;
 
+  /**
+   * `writer` makes each flush (torn-tail repair, append, fdatasync, read-back) one round trip to a
+   * writer thread instead of a dozen thread-pool calls.
+   */
   constructor(
     readonly path: string,
     private readonly syncDir: SyncDir,
+    private readonly writer: DurableWriter,
     options: { compactMinLines?: number } = {},
   ) {
     this.compactMinLines = options.compactMinLines ?? COMPACT_MIN_LINES;
@@ -95,7 +103,7 @@ export class MessageJournal {
   /** Durably writes `record`; with `create`, only if no record exists yet: true if this call created it. */
   write(record: MessageRecord, create: boolean): Promise<boolean> {
     const key = recordKey(record.uidl, record.occurrence);
-    const token = `${this.writer}.${++this.seq}`;
+    const token = `${this.writerId}.${++this.seq}`;
     const body: JournalLine = create ? { w: token, c: 1, r: record } : { w: token, r: record };
     return new Promise<boolean>((resolve, reject) => {
       this.pending.push({ line: `${JSON.stringify(body)}\n`, key, token, create, resolve, reject });
@@ -157,43 +165,50 @@ export class MessageJournal {
     }
   }
 
+  /** One round trip to the writer thread: torn-tail repair, append, fdatasync, read-back. */
   private async flush(batch: PendingWrite[]): Promise<void> {
-    await this.refresh();
-    // A torn last line is a write nobody was told succeeded (we only answer after fdatasync): drop it
-    // so our lines do not glue onto it. Only lease holders write, so nobody is appending right now.
-    if (this.tornTail) {
-      await truncate(this.path, this.offset);
-      this.tornTail = false;
-    }
-    const isNew = this.ino === -1;
-    if (isNew) await mkdir(dirname(this.path), { recursive: true });
-    const handle = await open(this.path, 'a', 0o600);
-    try {
-      await handle.write(batch.map((p) => p.line).join(''));
-      await handle.datasync();
-      this.flushes++;
-    } finally {
-      await handle.close();
-    }
-    // A new file's name must survive power loss too.
-    if (isNew) await this.syncDir(dirname(this.path));
-    await this.refresh();
+    if (this.ino === -1) await mkdir(dirname(this.path), { recursive: true });
+    const appended = await this.writer.append({
+      path: this.path,
+      bytes: Buffer.from(batch.map((p) => p.line).join(''), 'utf8'),
+      readFrom: this.offset,
+      ino: this.ino,
+      fileMode: JOURNAL_FILE_MODE,
+    });
+    this.flushes++;
+    await this.refresh(appended);
     for (const p of batch) p.resolve(p.create ? this.creators.get(p.key) === p.token : true);
   }
 
   /**
    * Folds whatever was appended since the last look; starts over if the file was replaced. Passes run
    * one after another and each starts after the call, so a caller always sees its own finished writes.
+   * `known`: bytes the writer thread read back after an append, folded instead of reading the file when
+   * they still continue this view of it.
    */
-  private refresh(): Promise<void> {
-    const next = (this.refreshing ?? Promise.resolve()).then(
-      () => this.refreshOnce(),
-      () => this.refreshOnce(),
-    );
+  private refresh(known?: DurableAppendResult): Promise<void> {
+    const pass = () => (known ? this.foldKnown(known) : this.refreshOnce());
+    const next = (this.refreshing ?? Promise.resolve()).then(pass, pass);
     this.refreshing = next;
     return next.finally(() => {
       if (this.refreshing === next) this.refreshing = undefined;
     });
+  }
+
+  private async foldKnown(known: DurableAppendResult): Promise<void> {
+    if (known.from === 0 && known.ino !== this.ino) {
+      this.reset();
+      this.ino = known.ino;
+    }
+    const skip = this.offset - known.from;
+    if (known.ino !== this.ino || skip < 0 || skip > known.tail.length) return this.refreshOnce();
+    const data = known.tail.subarray(skip);
+    const end = data.lastIndexOf(0x0a);
+    if (end >= 0) {
+      this.foldText(data.toString('utf8', 0, end));
+      this.offset += end + 1;
+    }
+    this.tornTail = end + 1 < data.length;
   }
 
   private async refreshOnce(): Promise<void> {

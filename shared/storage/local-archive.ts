@@ -29,10 +29,11 @@ import {
   stat,
 } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Clock, systemClock } from '../clock.js';
 import { coalescingDirSync } from '../dir-sync.js';
+import { type DurableWriter, sharedDurableWriter } from '../durable-writer.js';
 import { ArchiveError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import { sanitizeForeignText } from '../sanitize.js';
@@ -50,6 +51,11 @@ const MAX_LIST_LIMIT = 1000;
 /** Mail is private: files only for the owner. */
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
+/**
+ * Objects up to this size given as streams (attachments) are read into memory and written whole on the
+ * writer thread; bigger ones are streamed. Small: the parser writes at most a few at once.
+ */
+export const WHOLE_WRITE_MAX_BYTES = 1024 * 1024;
 /** Directories remembered as existing; attachments get one per message, so the memory is bounded. */
 const MAX_KNOWN_DIRS = 4096;
 /** Filesystems that cannot fsync a directory answer these; the rename/link is still done. */
@@ -122,6 +128,11 @@ export interface LocalArchiveOptions {
   logger?: Logger;
   clock?: Clock;
   durability?: Durability;
+  /**
+   * Writes whole objects (Buffers: most mail, every event) on worker threads in batches. Default: the
+   * process-wide writer, unless `durability` is given (tests observing the fsync steps), then none.
+   */
+  writer?: DurableWriter | false;
 }
 
 interface TempFile {
@@ -137,6 +148,7 @@ export class LocalArchive implements Archive {
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #durability: Durability;
+  readonly #writer: DurableWriter | undefined;
   /** Directory fsyncs, shared by concurrent writers into one directory (group commit). */
   readonly #syncDir: (dir: string) => Promise<void>;
   /** Directories known to exist durably: dir -> the promise that made them so. */
@@ -149,6 +161,10 @@ export class LocalArchive implements Archive {
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? systemClock;
     this.#durability = options.durability ?? fsDurability;
+    this.#writer =
+      options.writer === false
+        ? undefined
+        : (options.writer ?? (options.durability ? undefined : sharedDurableWriter()));
     const durability = this.#durability;
     this.#syncDir = coalescingDirSync((dir) => durability.syncDir(dir));
     this.description = this.#root;
@@ -161,6 +177,12 @@ export class LocalArchive implements Archive {
   ): Promise<PutRawResult> {
     validateArchiveKey(key);
     const target = this.#path(key);
+    if (Buffer.isBuffer(body) && this.#writer) {
+      const ours = await this.#writeWhole(key, target, body, 'create');
+      return ours.created
+        ? { key, size: ours.size, sha256: ours.sha256, created: true }
+        : await this.#existing(key, target, ours);
+    }
     await this.#makeParent(key, target);
     const temp = await this.#writeTemp(key, body);
     try {
@@ -187,8 +209,17 @@ export class LocalArchive implements Archive {
   ): Promise<StoredObject> {
     validateArchiveKey(key);
     const target = this.#path(key);
+    let whole = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    if (this.#writer) {
+      // Attachments arrive as streams; most are small enough to write whole.
+      if (!Buffer.isBuffer(whole)) whole = await readUpTo(whole, WHOLE_WRITE_MAX_BYTES, key);
+      if (Buffer.isBuffer(whole)) {
+        const { size, sha256 } = await this.#writeWhole(key, target, whole, 'replace');
+        return { key, size, sha256 };
+      }
+    }
     await this.#makeParent(key, target);
-    const temp = await this.#writeTemp(key, typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
+    const temp = await this.#writeTemp(key, whole);
     try {
       // rename(2) replaces atomically: readers see the old file or the new one, never half.
       await rename(temp.path, target);
@@ -321,8 +352,7 @@ export class LocalArchive implements Archive {
           await this.#syncDir(d);
         }
       })();
-      if (this.#dirs.size >= MAX_KNOWN_DIRS) this.#dirs.clear();
-      this.#dirs.set(dir, ready);
+      this.#knowDir(dir, ready);
     }
     try {
       await ready;
@@ -332,10 +362,53 @@ export class LocalArchive implements Archive {
     }
   }
 
+  #knowDir(dir: string, ready: Promise<void>): void {
+    if (this.#dirs.size >= MAX_KNOWN_DIRS) this.#dirs.clear();
+    this.#dirs.set(dir, ready);
+  }
+
   /** After a failed write, check the directory again next time (someone may have removed it). */
   #forgetDir(target: string): void {
     this.#dirs.delete(dirname(target));
     this.#tempReady = undefined;
+  }
+
+  /** A whole object through the worker writer: temp, fsync, link or rename, directory fsync. */
+  async #writeWhole(
+    key: string,
+    target: string,
+    body: Buffer,
+    mode: 'create' | 'replace',
+  ): Promise<{ size: number; sha256: string; created: boolean }> {
+    const writer = this.#writer as DurableWriter;
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    const dir = dirname(target);
+    try {
+      this.#tempReady ??= mkdir(this.#tempDir, { recursive: true, mode: DIR_MODE }).then(() => {});
+      await this.#tempReady;
+      const temp = join(this.#tempDir, `${this.#clock.now()}-${randomUUID()}.part`);
+      const known = this.#dirs.has(dir);
+      const { created } = await writer.write({
+        temp,
+        target,
+        bytes: body,
+        mode,
+        fileMode: FILE_MODE,
+        ...(known ? {} : { parents: { root: this.#root, dirMode: DIR_MODE } }),
+      });
+      if (!known) this.#knowDir(dir, Promise.resolve());
+      return { size: body.length, sha256, created };
+    } catch (err) {
+      this.#forgetDir(target);
+      if (errno(err) === 'ESIZE') {
+        throw new ArchiveError(
+          'ARCHIVE_VERIFY_FAILED',
+          'The archive file has a different size than the bytes written.',
+          { cause: err, transient: true, details: { key } },
+        );
+      }
+      throw writeFailed(key, err);
+    }
   }
 
   /** Writes `body` into a fresh temp file, hashing it; fsynced. Removed again on any failure. */
@@ -393,7 +466,11 @@ export class LocalArchive implements Archive {
     }
   }
 
-  async #existing(key: string, target: string, ours: TempFile): Promise<PutRawResult> {
+  async #existing(
+    key: string,
+    target: string,
+    ours: { size: number; sha256: string },
+  ): Promise<PutRawResult> {
     const info = await stat(target);
     if (!info.isFile()) {
       throw new ArchiveError(
@@ -459,6 +536,38 @@ export class LocalArchive implements Archive {
       }
     }
   }
+}
+
+/**
+ * Reads `stream` whole if it ends within `max` bytes; otherwise returns a stream of the same bytes
+ * (those read so far, then the rest), so the caller streams it to disk instead.
+ */
+async function readUpTo(stream: Readable, max: number, key: string): Promise<Buffer | Readable> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const it = stream[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const next = await it.next();
+      if (next.done) return Buffer.concat(chunks, size);
+      const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as string);
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > max) break;
+    }
+  } catch (err) {
+    throw writeFailed(key, err);
+  }
+  return Readable.from(
+    (async function* () {
+      yield* chunks;
+      for (;;) {
+        const next = await it.next();
+        if (next.done) return;
+        yield next.value as Buffer;
+      }
+    })(),
+  );
 }
 
 /** S3 orders keys by their UTF-8 bytes. */

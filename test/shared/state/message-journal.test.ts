@@ -3,14 +3,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coalescingDirSync } from '../../../shared/dir-sync.js';
+import { DurableWriter } from '../../../shared/durable-writer.js';
 import { MessageJournal } from '../../../shared/state/message-journal.js';
 import type { MessageRecord } from '../../../shared/state/store.js';
 
 let tmp: string;
+const fsw = new DurableWriter();
+// Racing creators on separate writer threads, as two processes would be.
+const otherFsw = new DurableWriter({ threads: 1 });
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'pophook-journal-'));
 });
 afterAll(async () => {
+  await Promise.all([fsw.close(), otherFsw.close()]);
   await rm(tmp, { recursive: true, force: true });
 });
 
@@ -30,21 +35,21 @@ function record(uidl: string, status: MessageRecord['status'] = 'seen', occurren
 describe('MessageJournal', () => {
   it('commits concurrent writes in a few shared flushes, each durable when it resolves', async () => {
     const path = join(tmp, 'group', 'm.jsonl');
-    const journal = new MessageJournal(path, noSync);
+    const journal = new MessageJournal(path, noSync, fsw);
     const results = await Promise.all(
       Array.from({ length: 200 }, (_, i) => journal.write(record(`u${i}`), true)),
     );
     expect(results.every((r) => r === true)).toBe(true);
     expect(journal.flushes).toBeGreaterThanOrEqual(1);
     expect(journal.flushes).toBeLessThan(20);
-    const reread = new MessageJournal(path, noSync);
+    const reread = new MessageJournal(path, noSync, fsw);
     expect(await reread.all()).toHaveLength(200);
   });
 
   it('lets the last write win and refuses a second create, across instances on one file', async () => {
     const path = join(tmp, 'lww', 'm.jsonl');
-    const a = new MessageJournal(path, noSync);
-    const b = new MessageJournal(path, noSync);
+    const a = new MessageJournal(path, noSync, fsw);
+    const b = new MessageJournal(path, noSync, fsw);
     expect(await a.write(record('x'), true)).toBe(true);
     expect(await b.write(record('x', 'archived'), true)).toBe(false);
     await b.write(record('x', 'enqueued'), false);
@@ -55,8 +60,8 @@ describe('MessageJournal', () => {
   it('gives a racing create to exactly one of two instances', async () => {
     for (let round = 0; round < 10; round++) {
       const path = join(tmp, 'race', `${round}.jsonl`);
-      const a = new MessageJournal(path, noSync);
-      const b = new MessageJournal(path, noSync);
+      const a = new MessageJournal(path, noSync, fsw);
+      const b = new MessageJournal(path, noSync, otherFsw);
       const won = await Promise.all([a.write(record('same'), true), b.write(record('same'), true)]);
       expect(won.filter(Boolean)).toHaveLength(1);
     }
@@ -64,16 +69,16 @@ describe('MessageJournal', () => {
 
   it('drops a torn last line (a write that never returned) and keeps appending cleanly', async () => {
     const path = join(tmp, 'torn', 'm.jsonl');
-    const first = new MessageJournal(path, noSync);
+    const first = new MessageJournal(path, noSync, fsw);
     await first.write(record('kept'), true);
     await appendFile(path, '{"w":"dead.1","c":1,"r":{"mailboxId":"m","uidl":"tor');
-    const second = new MessageJournal(path, noSync);
+    const second = new MessageJournal(path, noSync, fsw);
     expect((await second.all()).map((r) => r.uidl)).toEqual(['kept']);
     expect(await second.write(record('after'), true)).toBe(true);
     const text = await readFile(path, 'utf8');
     expect(text).not.toContain('tor"');
     expect(text.trimEnd().split('\n')).toHaveLength(2);
-    expect((await new MessageJournal(path, noSync).all()).map((r) => r.uidl).sort()).toEqual([
+    expect((await new MessageJournal(path, noSync, fsw).all()).map((r) => r.uidl).sort()).toEqual([
       'after',
       'kept',
     ]);
@@ -81,9 +86,9 @@ describe('MessageJournal', () => {
 
   it('stops with STATE_CORRUPT naming the file when a complete line is damaged', async () => {
     const path = join(tmp, 'corrupt', 'm.jsonl');
-    await new MessageJournal(path, noSync).write(record('a'), true);
+    await new MessageJournal(path, noSync, fsw).write(record('a'), true);
     await appendFile(path, 'not json\n');
-    await expect(new MessageJournal(path, noSync).all()).rejects.toMatchObject({
+    await expect(new MessageJournal(path, noSync, fsw).all()).rejects.toMatchObject({
       code: 'STATE_CORRUPT',
       transient: false,
       message: expect.stringContaining(path),
@@ -92,8 +97,8 @@ describe('MessageJournal', () => {
 
   it('compacts history to one line per record and readers follow the replaced file', async () => {
     const path = join(tmp, 'compact', 'm.jsonl');
-    const writer = new MessageJournal(path, noSync, { compactMinLines: 10 });
-    const reader = new MessageJournal(path, noSync);
+    const writer = new MessageJournal(path, noSync, fsw, { compactMinLines: 10 });
+    const reader = new MessageJournal(path, noSync, fsw);
     for (const status of ['seen', 'archived', 'enqueued', 'deleted'] as const)
       await Promise.all(['a', 'b', 'c'].map((u) => writer.write(record(u, status), status === 'seen')));
     // Mostly history now: 3 records, 4 + 8 lines each.
@@ -115,7 +120,7 @@ describe('MessageJournal', () => {
 
   it('starts empty when the file does not exist and creates it with its directory', async () => {
     const path = join(tmp, 'fresh', 'deep', 'm.jsonl');
-    const journal = new MessageJournal(path, noSync);
+    const journal = new MessageJournal(path, noSync, fsw);
     expect(await journal.all()).toEqual([]);
     await journal.write(record('z'), false);
     expect(await readFile(path, 'utf8')).toContain('"uidl":"z"');
