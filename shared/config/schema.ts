@@ -11,7 +11,8 @@
  * `z.number().check(z.int(), z.gte(1))`), so parse results, issues and the JSON Schema are unchanged.
  */
 
-import { z } from '../zod.js';
+import * as z from 'zod/mini';
+import '../zod.js';
 
 /** A reference to a secret: a Secrets Manager name or ARN, or a key in the local secrets file. */
 export const SecretRef = z.strictObject({

@@ -2,11 +2,13 @@
  * The one module that reads `process.env`. Lambda handlers and the CLI call these once at start-up;
  * everything else receives typed values.
  */
+
+import * as z from 'zod/mini';
 import { parseConfig } from '../config/parse.js';
 import type { PophookConfig } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import type { LogLevel } from '../log.js';
-import { z } from '../zod.js';
+import '../zod.js';
 
 const LambdaEnv = z.object({
   CONFIG_JSON: z.string().check(z.minLength(2)),
