@@ -59,8 +59,11 @@ export const INLINE_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
 const INLINE_MIN_LIMIT_BYTES = 256 * 1024;
 /** A server whose RETR exceeds its own LIST size by this factor is lying; stop buffering it. */
 export const INLINE_LIE_FACTOR = 4;
-/** State writes issued at once when pre-registering a burst. */
-export const STATE_WRITE_CONCURRENCY = 16;
+/**
+ * State writes issued at once when pre-registering a burst: the whole burst, so the local journal
+ * commits it in one flush (DynamoDB takes 50 concurrent conditional puts in its stride).
+ */
+export const STATE_WRITE_CONCURRENCY = FETCH_BURST;
 
 export type PollStep =
   | 'after-connect'
@@ -692,15 +695,19 @@ class PollRun {
         sha256: stored.sha256,
         updatedAt: new Date(deps.clock.now()).toISOString(),
       };
-      await deps.state.putMessage(archived);
+      // Recorded while the parse runs, not before it: the record only saves a re-fetch after a crash
+      // (a 'seen' record whose raw object exists is fetched again, found identical, and parsed), and
+      // postArchive awaits it before the 'enqueued' record, so the journal keeps that order.
+      const recorded = deps.state.putMessage(archived);
+      recorded.catch(() => {}); // awaited (and its failure raised) in postArchive
       this.result.fetched++;
       this.result.bytes += stored.size;
       this.metrics.add('MessagesFetched', 1, { MailboxId: this.mailbox.id });
       this.metrics.add('BytesFetched', stored.size, { MailboxId: this.mailbox.id });
       await this.hook('after-archive', undefined, record.messageKey);
       // Parse from the bytes in hand when they are what was archived (created now, byte for byte).
-      if (stored.created && Buffer.isBuffer(body)) this.afterArchive(archived, message, body, hold);
-      else this.afterArchive(archived, message);
+      if (stored.created && Buffer.isBuffer(body)) this.afterArchive(archived, message, body, hold, recorded);
+      else this.afterArchive(archived, message, undefined, undefined, recorded);
     } finally {
       await spooled?.dispose();
       // Unconsumed data would desync the session; the connection layer drains or fails it.
@@ -714,15 +721,16 @@ class PollRun {
     message: ListedMessage,
     bytes?: Buffer,
     hold?: () => void,
+    recorded?: Promise<void>,
   ): void {
     if (!bytes || !hold) {
-      this.track(this.postArchive(record, message));
+      this.track(this.postArchive(record, message, undefined, recorded));
       return;
     }
     // The bytes stay reserved until parsed: take over the reservation from the archive task.
     const release = this.holdInline(bytes.length);
     hold();
-    this.track(this.postArchive(record, message, bytes).finally(release));
+    this.track(this.postArchive(record, message, bytes, recorded).finally(release));
   }
 
   /** Runs `work` in the background pool; its failure stops the poll (after the burst) like a crash. */
@@ -742,10 +750,16 @@ class PollRun {
     while (this.pending.size) await Promise.race(this.pending);
   }
 
-  private async postArchive(record: MessageRecord, message: ListedMessage, bytes?: Buffer): Promise<void> {
+  private async postArchive(
+    record: MessageRecord,
+    message: ListedMessage,
+    bytes?: Buffer,
+    recorded?: Promise<void>,
+  ): Promise<void> {
     const { deps, mailbox } = this;
     const rawObjectKey = record.rawKey as string;
     const eventId = eventIdFor(record.messageKey);
+    const attachments = createArchiveAttachmentWriter(deps.archive, mailbox.id, record.messageKey);
     const data = await deps.parse(
       {
         ...(bytes ? { bytes } : { source: await deps.archive.get(rawObjectKey) }),
@@ -758,7 +772,7 @@ class PollRun {
         limits: deps.config.parse,
       },
       {
-        writeAttachment: createArchiveAttachmentWriter(deps.archive, mailbox.id, record.messageKey),
+        writeAttachment: attachments,
         logger: this.logger,
       },
     );
@@ -770,12 +784,15 @@ class PollRun {
         code: data.parseError.code,
       });
     }
+    // The event names the attachments: they are stored before it is.
+    await attachments.settle();
     await this.hook('after-parse', undefined, record.messageKey);
     const evKey = eventKey(rawObjectKey);
     const event: PophookEvent = { type: 'email.received', data };
     await deps.archive.put(evKey, JSON.stringify(event), { contentType: 'application/json' });
     await this.enqueue(event, evKey);
     await this.hook('after-enqueue', undefined, record.messageKey);
+    await recorded;
     const enqueued: MessageRecord = {
       ...record,
       status: 'enqueued',

@@ -18,7 +18,7 @@
  * by the lease holder when it holds mostly superseded lines.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, rename, stat, truncate, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { SyncDir } from '../dir-sync.js';
 import type { DurableAppendResult, DurableWriter } from '../durable-writer.js';
@@ -58,7 +58,6 @@ export class MessageJournal {
   private offset = 0;
   private ino = -1;
   private lines = 0;
-  private tornTail = false;
   private pending: PendingWrite[] = [];
   private flushing: Promise<void> | undefined;
   private refreshing: Promise<void> | undefined;
@@ -146,7 +145,6 @@ export class MessageJournal {
     this.offset = 0;
     this.lines = 0;
     this.ino = -1;
-    this.tornTail = false;
   }
 
   private async flushLoop(): Promise<void> {
@@ -208,7 +206,6 @@ export class MessageJournal {
       this.foldText(data.toString('utf8', 0, end));
       this.offset += end + 1;
     }
-    this.tornTail = end + 1 < data.length;
   }
 
   private async refreshOnce(): Promise<void> {
@@ -225,7 +222,6 @@ export class MessageJournal {
       this.ino = Number(info.ino);
     }
     if (info.size === this.offset) {
-      this.tornTail = false;
       return;
     }
     const handle = await open(this.path, 'r');
@@ -249,7 +245,6 @@ export class MessageJournal {
         this.offset += end + 1;
         carry = Buffer.from(data.subarray(end + 1));
       }
-      this.tornTail = carry.length > 0;
     } finally {
       await handle.close();
     }

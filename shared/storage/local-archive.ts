@@ -29,7 +29,7 @@ import {
   stat,
 } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Clock, systemClock } from '../clock.js';
 import { coalescingDirSync } from '../dir-sync.js';
@@ -39,6 +39,7 @@ import { type Logger, silentLogger } from '../log.js';
 import { sanitizeForeignText } from '../sanitize.js';
 import type { Archive, ObjectInfo, PutRawResult, StoredObject } from './archive.js';
 import { HashingTransform, hashStream } from './hashing.js';
+import { readUpTo } from './read-up-to.js';
 
 /** S3's key limit; enforced for both archives so a key valid in one is valid in the other. */
 export const MAX_KEY_BYTES = 1024;
@@ -212,7 +213,13 @@ export class LocalArchive implements Archive {
     let whole = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     if (this.#writer) {
       // Attachments arrive as streams; most are small enough to write whole.
-      if (!Buffer.isBuffer(whole)) whole = await readUpTo(whole, WHOLE_WRITE_MAX_BYTES, key);
+      if (!Buffer.isBuffer(whole)) {
+        try {
+          whole = await readUpTo(whole, WHOLE_WRITE_MAX_BYTES);
+        } catch (err) {
+          throw writeFailed(key, err);
+        }
+      }
       if (Buffer.isBuffer(whole)) {
         const { size, sha256 } = await this.#writeWhole(key, target, whole, 'replace');
         return { key, size, sha256 };
@@ -536,38 +543,6 @@ export class LocalArchive implements Archive {
       }
     }
   }
-}
-
-/**
- * Reads `stream` whole if it ends within `max` bytes; otherwise returns a stream of the same bytes
- * (those read so far, then the rest), so the caller streams it to disk instead.
- */
-async function readUpTo(stream: Readable, max: number, key: string): Promise<Buffer | Readable> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  const it = stream[Symbol.asyncIterator]();
-  try {
-    for (;;) {
-      const next = await it.next();
-      if (next.done) return Buffer.concat(chunks, size);
-      const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as string);
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size > max) break;
-    }
-  } catch (err) {
-    throw writeFailed(key, err);
-  }
-  return Readable.from(
-    (async function* () {
-      yield* chunks;
-      for (;;) {
-        const next = await it.next();
-        if (next.done) return;
-        yield next.value as Buffer;
-      }
-    })(),
-  );
 }
 
 /** S3 orders keys by their UTF-8 bytes. */
