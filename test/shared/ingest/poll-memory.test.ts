@@ -1,7 +1,8 @@
 /**
  * The poller reads messages up to INLINE_ARCHIVE_MAX_BYTES into memory and archives and parses them in
  * the background; INLINE_BYTES_IN_FLIGHT bounds the bytes held at once (invariant 5). With parsing
- * slowed down, twelve 3.5 MB messages (42 MB) would all be held at once without the bound.
+ * slowed down, twelve 3.5 MB messages (42 MB) would all be held at once without the bound. Bigger
+ * messages are streamed to the archive and parsed from it, at most STREAMED_TASKS at once.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import {
   INLINE_BYTES_IN_FLIGHT,
   PIPELINE_CONCURRENCY,
   pollMailbox,
+  STREAMED_TASKS,
 } from '../../../shared/ingest/poll.js';
 import { silentLogger } from '../../../shared/log.js';
 import { createLocalRuntime, pollDeps } from '../../../shared/runtime/local.js';
@@ -94,5 +96,57 @@ describe.runIf(dovecotAvailable())('in-memory messages are bounded by INLINE_BYT
     expect(held).toBe(0);
     expect(peak).toBeLessThanOrEqual(INLINE_BYTES_IN_FLIGHT);
     expect(peak).toBeGreaterThanOrEqual(2 * SIZE);
+  }, 60_000);
+
+  it('parses at most STREAMED_TASKS messages too big for memory at once', async () => {
+    const big = await startDovecot({});
+    const BIG = 6;
+    expect(STREAMED_TASKS).toBeLessThan(BIG);
+    for (let i = 1; i <= BIG; i++) await big.addLargeMessage(INLINE_ARCHIVE_MAX_BYTES + 100_000, i);
+    const dir = await mkdtemp(join(tmpdir(), 'pophook-poll-streamed-'));
+    const config = parseConfig({
+      version: 1,
+      mailboxes: [
+        {
+          id: 'inbox',
+          host: big.host,
+          port: big.port,
+          tls: 'none',
+          allowInsecureAuth: true,
+          user: big.user,
+          auth: { type: 'password', password: { secret: 'pop' } },
+          retention: 'keep',
+        },
+      ],
+      local: { dataDir: dir },
+    });
+    const rt = await createLocalRuntime(config, {
+      env: { POPHOOK_SECRET_POP: big.password },
+      logger: silentLogger,
+    });
+    const deps = pollDeps(rt);
+    let parsing = 0;
+    let peak = 0;
+    const parse = deps.parse;
+    deps.parse = async (input, parseDeps) => {
+      expect(input.bytes).toBeUndefined();
+      parsing++;
+      peak = Math.max(peak, parsing);
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        return await parse(input, parseDeps);
+      } finally {
+        parsing--;
+      }
+    };
+    try {
+      expect(await pollMailbox('inbox', deps)).toMatchObject({ outcome: 'ok', fetched: BIG, parseErrors: 0 });
+    } finally {
+      await rt.close();
+      await big.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+    expect(peak).toBeLessThanOrEqual(STREAMED_TASKS);
+    expect(peak).toBeGreaterThanOrEqual(2);
   }, 60_000);
 });
