@@ -6,13 +6,14 @@
  * Modes (same body size, same in-flight limit per endpoint = the default maxConcurrency of 10):
  *   bare        undici Agent.request, fixed body, keep-alive: the limit
  *   sign+post   createWebhookHttp().post with Standard Webhooks headers (SSRF guard, caps, snippet)
- *   deliverJob  the whole path: job -> attempt log read -> event from an in-memory archive (parsed) ->
- *               payload -> sign -> POST -> classify -> attempt recorded (in-memory log) -> logging
- *               through the product's JSON logger at its default level, writing to /dev/null (a
- *               success logs at debug, so no line; failures would write one)
+ *   deliverJob  the whole path: job -> attempt log read -> event from an in-memory archive (checked
+ *               by event-scan.ts, else parsed) -> payload -> sign -> POST -> classify -> attempt
+ *               recorded (in-memory log) -> logging through the product's JSON logger at its
+ *               default level, writing to /dev/null (a success logs at debug, so no line; failures
+ *               would write one)
  *
  * Fairness: every deliverJob message is a new one (its own eventKey and messageKey), routed to every
- * endpoint, as the poller enqueues it: with 1 endpoint each job reads, parses and serialises its event;
+ * endpoint, as the poller enqueues it: with 1 endpoint each job reads, checks and splices its event;
  * with 10, the message's 10 jobs run together and share one read and one body (message-cache.ts), as
  * they do in one SQS batch. Not measured: the state store's I/O (DynamoDB in Lambda, fsynced files in
  * local mode), S3 reads and metrics (EMF), which cost the same whatever the delivery code does.

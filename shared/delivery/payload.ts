@@ -19,6 +19,7 @@ import { isUtf8 } from 'node:buffer';
 import type { DeliveryConfig } from '../config/schema.js';
 import type { AttachmentInfo, EmailReceivedData, PophookEvent } from '../mail/event.js';
 import type { Archive } from '../storage/archive.js';
+import { DATA_START, RECEIVED_PREFIX, type ScannedEvent, type Span } from './event-scan.js';
 
 /** Text shorter than this after truncation is not worth sending; the receiver should use the link. */
 export const MIN_TRUNCATED_TEXT_BYTES = 1024;
@@ -63,6 +64,8 @@ export interface BuiltPayload {
 }
 
 type Json = Record<string, unknown>;
+/** The event a `full` splice can come from. */
+export type ReceivedEvent = Extract<PophookEvent, { type: 'email.received' }>;
 type AttachmentOut = AttachmentInfo & Partial<Link> & { content?: string };
 
 const byteLength = (value: unknown) => Buffer.byteLength(JSON.stringify(value), 'utf8');
@@ -118,35 +121,123 @@ function thinData(data: EmailReceivedData): Json {
 
 /** Builds the body for one endpoint. Reads attachment bytes from the archive only when inlining. */
 export async function buildPayload(event: PophookEvent, options: PayloadOptions): Promise<BuiltPayload> {
-  const { delivery, archive, nowMs, mode } = options;
-  const max = delivery.maxBodyBytes;
-  const omitted: Omission[] = [];
-  const body: { type: string; timestamp: string; data: Json } = {
-    type: event.type,
-    timestamp: event.data.receivedAt,
-    data: {},
-  };
-  // Serialising is the main cost of a delivery: keep the last result until something changes, so a
-  // body under the cap is stringified once.
-  const json = new SerialisedBody(body);
-
   if (event.type === 'email.skipped') {
-    body.data = { ...event.data, omitted };
-    return finish(body, omitted, max, json.size() <= max ? json.text : undefined);
+    const omitted: Omission[] = [];
+    const body = { type: event.type, timestamp: event.data.receivedAt, data: { ...event.data, omitted } };
+    return finish(body, omitted, options.delivery.maxBodyBytes);
   }
 
   const source = event.data;
-  const expiry = delivery.linkExpirySeconds;
-  const rawLink = linkOf(await archive.linkFor(source.raw.key, expiry), expiry, nowMs);
+  const linked = await linkParts(source.raw.key, source.attachments, options);
+  if (options.mode === 'full' && options.eventJson !== undefined) {
+    const spliced = spliceFullBody(options.eventJson, source, linked, options.delivery);
+    if (spliced !== undefined) {
+      const encoded = spliceBytes(spliced, options.eventBytes);
+      const bytes = encoded ? encoded.length : Buffer.byteLength(spliced.body, 'utf8');
+      if (bytes <= options.delivery.maxBodyBytes) {
+        return { body: spliced.body, ...(encoded ? { encoded } : {}), bytes, omitted: linked.omitted };
+      }
+    }
+  }
+  return generalPayload(event, linked, options);
+}
+
+/**
+ * The `full` body of an archived event the scan accepted (event-scan.ts), as the bytes to sign and
+ * send: the archived `data` bytes between a new head and tail, without parsing the event. Byte for
+ * byte the body `buildPayload` makes from the parsed event with `eventJson` and `eventBytes` (tests
+ * prove it); when the splice does not apply (attachments to inline or link, a body over
+ * maxBodyBytes), `parse()` gives the event for the general path, with the links already issued.
+ */
+export async function buildScannedPayload(
+  scanned: ScannedEvent,
+  options: Omit<PayloadOptions, 'mode' | 'eventJson' | 'eventBytes'>,
+  parse: () => ReceivedEvent,
+): Promise<Buffer> {
+  const { bytes, raw, receivedAt } = scanned;
+  const { delivery } = options;
+  const rawKey = scanned.rawKey ?? JSON.parse(spanText(bytes, raw)).key;
+  let tail: Buffer;
+  let linked: Linked | undefined;
+  if (scanned.attachments.end - scanned.attachments.start === 2) {
+    // No attachments (the array is `[]`): the raw link alone decides the tail. Without one (a local
+    // archive) it is always the same; with one, serialised like spliceFullBody's.
+    const expiry = delivery.linkExpirySeconds;
+    const rawLink = linkOf(await options.archive.linkFor(rawKey, expiry), expiry, options.nowMs);
+    if (rawLink) {
+      linked = { links: { raw: rawLink }, attachments: [], omitted: [] };
+      tail = Buffer.from(tailOf(linked), 'utf8');
+    } else tail = LOCAL_TAIL;
+  } else {
+    const sourceAttachments: AttachmentInfo[] = JSON.parse(spanText(bytes, scanned.attachments));
+    // Inlining reads and adds attachment content: the general path's work.
+    if (delivery.inlineAttachmentMaxBytes > 0) return generalBytes(parse, undefined, options);
+    linked = await linkParts(rawKey, sourceAttachments, options);
+    if (linked.attachments.some((a) => a.url)) return generalBytes(parse, linked, options);
+    tail = linked.links.raw === undefined ? LOCAL_TAIL : Buffer.from(tailOf(linked), 'utf8');
+  }
+
+  const timestamp = scanned.receivedAtEscaped
+    ? Buffer.from(JSON.stringify(JSON.parse(spanText(bytes, receivedAt))), 'utf8')
+    : bytes.subarray(receivedAt.start, receivedAt.end);
+  const dataEnd = bytes.length - 2; // the data object's closing brace, left out: the tail closes it
+  const size = HEAD_START.length + timestamp.length + HEAD_DATA.length + (dataEnd - DATA_START) + tail.length;
+  if (size > delivery.maxBodyBytes) {
+    // linkParts' result for no attachments: the raw link, or the local-mode omission.
+    linked ??= { links: {}, attachments: [], omitted: [{ field: 'links.raw', reason: LOCAL_MODE_LINKS }] };
+    return generalBytes(parse, linked, options);
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = HEAD_START.copy(out, 0);
+  at += timestamp.copy(out, at);
+  at += HEAD_DATA.copy(out, at);
+  at += bytes.copy(out, at, DATA_START, dataEnd);
+  tail.copy(out, at);
+  return out;
+}
+
+const spanText = (bytes: Buffer, span: Span) => bytes.toString('utf8', span.start, span.end);
+
+/** buildScannedPayload's general path: the parsed event, with the links when already issued. */
+async function generalBytes(
+  parse: () => ReceivedEvent,
+  linked: Linked | undefined,
+  options: Omit<PayloadOptions, 'mode' | 'eventJson' | 'eventBytes'>,
+): Promise<Buffer> {
+  const event = parse();
+  const parts = linked ?? (await linkParts(event.data.raw.key, event.data.attachments, options));
+  const built = await generalPayload(event, parts, { ...options, mode: 'full' });
+  return built.encoded ?? Buffer.from(built.body, 'utf8');
+}
+
+/** The links, attachments (with theirs) and omissions every `email.received` body carries. */
+interface Linked {
+  links: Json;
+  attachments: AttachmentOut[];
+  omitted: Omission[];
+}
+
+const LOCAL_MODE_LINKS = 'the archive issues no links (local mode)';
+
+/** Issues the archive links for the raw message and each attachment, in that order. */
+async function linkParts(
+  rawKey: string,
+  sourceAttachments: readonly AttachmentInfo[],
+  options: Pick<PayloadOptions, 'archive' | 'delivery' | 'nowMs'>,
+): Promise<Linked> {
+  const { archive, nowMs } = options;
+  const expiry = options.delivery.linkExpirySeconds;
+  const omitted: Omission[] = [];
+  const rawLink = linkOf(await archive.linkFor(rawKey, expiry), expiry, nowMs);
   const links: Json = {};
   if (rawLink) links.raw = rawLink;
-  else omitted.push({ field: 'links.raw', reason: 'the archive issues no links (local mode)' });
+  else omitted.push({ field: 'links.raw', reason: LOCAL_MODE_LINKS });
 
   const attachments: AttachmentOut[] =
-    source.attachments.length === 0
+    sourceAttachments.length === 0
       ? []
       : await Promise.all(
-          source.attachments.map(async (a) => {
+          sourceAttachments.map(async (a) => {
             const l = await link(archive, a.key, expiry, nowMs);
             return l ? { ...a, ...l } : { ...a };
           }),
@@ -154,15 +245,26 @@ export async function buildPayload(event: PophookEvent, options: PayloadOptions)
   if (rawLink && attachments.length > 0 && attachments.some((a) => !a.url)) {
     omitted.push({ field: 'attachments[].url', reason: 'the archive issued no link' });
   }
+  return { links, attachments, omitted };
+}
 
-  if (mode === 'full' && options.eventJson !== undefined) {
-    const spliced = spliceFullBody(options.eventJson, source, attachments, links, omitted, delivery);
-    if (spliced !== undefined) {
-      const encoded = spliceBytes(spliced, options.eventBytes);
-      const bytes = encoded ? encoded.length : Buffer.byteLength(spliced.body, 'utf8');
-      if (bytes <= max) return { body: spliced.body, ...(encoded ? { encoded } : {}), bytes, omitted };
-    }
-  }
+/** The body without the splice: the event's object, trimmed to maxBodyBytes, attachments inlined. */
+async function generalPayload(
+  event: ReceivedEvent,
+  { links, attachments, omitted }: Linked,
+  options: PayloadOptions,
+): Promise<BuiltPayload> {
+  const { delivery, archive, mode } = options;
+  const max = delivery.maxBodyBytes;
+  const source = event.data;
+  const body: { type: string; timestamp: string; data: Json } = {
+    type: event.type,
+    timestamp: source.receivedAt,
+    data: {},
+  };
+  // Serialising is the main cost of a delivery: keep the last result until something changes, so a
+  // body under the cap is stringified once.
+  const json = new SerialisedBody(body);
 
   // Same key order as the splice: the event's fields, then links, (attachments in place), omitted.
   const data: Json = mode === 'full' ? { ...source } : thinData(source);
@@ -300,9 +402,6 @@ function finish(
   return { body: text, bytes, omitted };
 }
 
-/** How an archived `email.received` event begins when ingest wrote it (`JSON.stringify({ type, data })`). */
-const RECEIVED_PREFIX = '{"type":"email.received","data":{';
-
 /**
  * The `full` body built from the archived text instead of a fresh JSON.stringify of the whole event:
  * `{"type":...,"timestamp":...,"data":` + the archived `data` text without its closing brace +
@@ -316,9 +415,7 @@ const RECEIVED_PREFIX = '{"type":"email.received","data":{';
 function spliceFullBody(
   eventJson: string,
   source: EmailReceivedData,
-  attachments: readonly AttachmentOut[],
-  links: Json,
-  omitted: readonly Omission[],
+  { attachments, links, omitted }: Linked,
   delivery: PayloadOptions['delivery'],
 ): Spliced | undefined {
   if (!eventJson.startsWith(RECEIVED_PREFIX) || typeof source.receivedAt !== 'string') return undefined;
@@ -330,10 +427,21 @@ function spliceFullBody(
   const end = eventJson.length - 2; // the data object's closing brace, before the root's
   if (eventJson.charCodeAt(end + 1) !== CLOSE_BRACE || objectEnd(eventJson, start) !== end) return undefined;
   const head = `{"type":"email.received","timestamp":${JSON.stringify(source.receivedAt)},"data":`;
-  // One stringify of both (`{"links":...,"omitted":...}`), reused without its opening brace.
-  const tail = `,${JSON.stringify({ links, omitted }).slice(1)}}`;
+  const tail = links.raw === undefined ? LOCAL_TAIL_TEXT : tailOf({ links, omitted });
   return { body: `${head}${eventJson.slice(start, end)}${tail}`, head, tail, start, end };
 }
+
+/** `,"links":...,"omitted":...}}`: one stringify of both, reused without its opening brace. */
+const tailOf = ({ links, omitted }: Pick<Linked, 'links' | 'omitted'>) =>
+  `,${JSON.stringify({ links, omitted }).slice(1)}}`;
+/**
+ * The tail when the archive issues no links (local mode): always the same, so made once. (Without a
+ * raw link no other omission is added: see linkParts.)
+ */
+const LOCAL_TAIL_TEXT = tailOf({ links: {}, omitted: [{ field: 'links.raw', reason: LOCAL_MODE_LINKS }] });
+const LOCAL_TAIL = Buffer.from(LOCAL_TAIL_TEXT, 'utf8');
+const HEAD_START = Buffer.from('{"type":"email.received","timestamp":', 'utf8');
+const HEAD_DATA = Buffer.from(',"data":', 'utf8');
 
 interface Spliced {
   body: string;

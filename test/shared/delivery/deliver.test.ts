@@ -246,6 +246,43 @@ describe('deliverJob against real receivers', () => {
     expect(receiver.requests).toHaveLength(0);
   });
 
+  it('one body whether the archived event is scanned or parsed; a broken one is never sent', async () => {
+    const ep = localEndpoint('shape', receiver.url);
+    const event = receivedEvent({ text: 'line one\r\nline "two" é 😀', subject: 'Ünïcode \u2028' });
+    const compact = archive.putEvent(event);
+    // The same event pretty-printed: the scan refuses whitespace, so it goes through JSON.parse.
+    const pretty = compact.replace(/\.json$/, '.pretty.json');
+    archive.objects.set(pretty, Buffer.from(JSON.stringify(event, null, 2)));
+    for (const key of [compact, pretty]) {
+      const result = await deliverJob(
+        { ...jobFor(event, key, 'shape'), webhookId: `w_${key.length}` },
+        deps([ep]),
+      );
+      expect(result.outcome).toBe('delivered');
+    }
+    const [scanned, parsed] = receiver.requests.map((r) => r.body.toString('utf8'));
+    expect(scanned).toBe(parsed);
+    expect(JSON.parse(scanned ?? '').data).toMatchObject({
+      text: event.data.text,
+      subject: event.data.subject,
+    });
+
+    // Not JSON (a truncated write): thrown as EVENT_UNREADABLE for the queue to retry, nothing sent.
+    const truncated = compact.replace(/\.json$/, '.cut.json');
+    archive.objects.set(truncated, archive.objects.get(compact)?.subarray(0, -1) ?? Buffer.alloc(0));
+    const invalid = compact.replace(/\.json$/, '.bad.json');
+    archive.objects.set(invalid, Buffer.from(JSON.stringify(event).replace('"text":"', '"text":"\\x')));
+    for (const key of [truncated, invalid]) {
+      await expect(deliverJob(jobFor(event, key, 'shape'), deps([ep]))).rejects.toMatchObject({
+        code: 'EVENT_UNREADABLE',
+      });
+    }
+    // An event of another type than the job's: EVENT_MISMATCH.
+    const skipped = { ...jobFor(event, compact, 'shape'), type: 'email.skipped' as const };
+    await expect(deliverJob(skipped, deps([ep]))).rejects.toMatchObject({ code: 'EVENT_MISMATCH' });
+    expect(receiver.requests).toHaveLength(2);
+  });
+
   it('an event missing from the archive is an infrastructure error (thrown, retried by the queue)', async () => {
     const job = { ...jobOf('missing'), eventKey: 'raw/inbox/2025/01/01/nope.json' };
     await expect(deliverJob(job, deps([localEndpoint('missing', receiver.url)]))).rejects.toThrow(

@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildPayload, objectEnd, truncateToJsonBytes } from '../../../shared/delivery/payload.js';
+import { scanReceivedEvent } from '../../../shared/delivery/event-scan.js';
+import {
+  buildPayload,
+  buildScannedPayload,
+  objectEnd,
+  type ReceivedEvent,
+  truncateToJsonBytes,
+} from '../../../shared/delivery/payload.js';
 import type { AttachmentInfo, PophookEvent } from '../../../shared/mail/event.js';
 import { defaultDelivery, MemoryArchive, receivedEvent } from './helpers.js';
 
@@ -331,6 +338,87 @@ describe('buildPayload from the archived text (full payloads without a second JS
       expect(withText.body).toBe(general.body);
       expect(withText.bytes).toBeLessThanOrEqual(16 * 1024);
     }
+  });
+});
+
+describe('buildScannedPayload (full payloads from the scanned archive bytes, without JSON.parse)', () => {
+  it('is byte for byte the general body, whatever the event (property)', async () => {
+    const text = fc.string({ unit: 'binary', maxLength: 300 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          text,
+          html: fc.option(text, { nil: null }),
+          subject: text,
+          receivedAt: fc.oneof(fc.constant('2025-03-04T05:06:07.000Z'), text),
+          headers: fc.array(fc.record({ name: fc.string({ maxLength: 20 }), value: text }), { maxLength: 5 }),
+          attachmentCount: fc.integer({ min: 0, max: 3 }),
+          rawKey: fc.oneof(fc.constant('raw/inbox/k.eml'), text),
+        }),
+        fc.boolean(),
+        fc.constantFrom(0, 100),
+        fc.constantFrom(16 * 1024, 256 * 1024),
+        fc.boolean(),
+        async (fields, links, inline, maxBodyBytes, big) => {
+          const { attachmentCount, rawKey, ...rest } = fields;
+          const event = receivedEvent({
+            ...rest,
+            // Sometimes over the smaller cap: the splice cannot apply, the general path trims.
+            ...(big ? { text: `${fields.text}${'x'.repeat(20_000)}` } : {}),
+            attachments: Array.from({ length: attachmentCount }, (_, i) => attachment(i, 10)),
+          });
+          event.data.raw = { ...event.data.raw, key: rawKey };
+          const archive = links ? s3() : new MemoryArchive();
+          archive.objects.set('attachments/inbox/k/0-a.bin', Buffer.from('0123456789'));
+          const delivery = defaultDelivery({ maxBodyBytes, inlineAttachmentMaxBytes: inline });
+          const eventBytes = Buffer.from(JSON.stringify(event), 'utf8');
+          const scanned = scanReceivedEvent(eventBytes);
+          expect(scanned).toBeDefined();
+          let parses = 0;
+          const parse = () => {
+            parses++;
+            return JSON.parse(eventBytes.toString('utf8')) as ReceivedEvent;
+          };
+          const options = { delivery, archive, nowMs: NOW };
+          const fast = await buildScannedPayload(scanned as NonNullable<typeof scanned>, options, parse);
+          const general = await buildPayload(JSON.parse(eventBytes.toString('utf8')), {
+            ...options,
+            mode: 'full',
+          });
+          expect(fast.toString('utf8')).toBe(general.body);
+          expect(fast.equals(Buffer.from(general.body, 'utf8'))).toBe(true);
+          // The event is parsed only when the splice does not apply.
+          const spliceable =
+            Buffer.byteLength(general.body) <= maxBodyBytes &&
+            (attachmentCount === 0 || (inline === 0 && !links)) &&
+            !general.body.includes('"omitted":[{"field":"data"');
+          if (spliceable && !big) expect(parses).toBe(0);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('issues each link once, also when it falls back to the general path', async () => {
+    const event = receivedEvent({ text: 'y'.repeat(20_000), attachments: [attachment(0, 10)] });
+    const eventBytes = Buffer.from(JSON.stringify(event), 'utf8');
+    const archive = s3();
+    const asked: string[] = [];
+    const linkFor = archive.linkFor.bind(archive);
+    archive.linkFor = async (key, seconds) => {
+      asked.push(key);
+      return linkFor(key, seconds);
+    };
+    const delivery = defaultDelivery({ maxBodyBytes: 16 * 1024 });
+    const scanned = scanReceivedEvent(eventBytes);
+    const out = await buildScannedPayload(
+      scanned as NonNullable<typeof scanned>,
+      { delivery, archive, nowMs: NOW },
+      () => JSON.parse(eventBytes.toString('utf8')),
+    );
+    expect(asked).toEqual([event.data.raw.key, 'attachments/inbox/k/0-a.bin']);
+    expect(out.length).toBeLessThanOrEqual(16 * 1024);
+    expect(JSON.parse(out.toString('utf8')).data.textTruncated).toBe(true);
   });
 });
 
