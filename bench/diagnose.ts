@@ -20,7 +20,12 @@ import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { ParseConfig } from '../shared/config/schema.js';
 import { sharedDurableWriter } from '../shared/durable-writer.js';
-import { type PollDeps, pollMailbox } from '../shared/ingest/poll.js';
+import {
+  PIPELINE_CONCURRENCY,
+  type PollDeps,
+  pollMailbox,
+  STATE_WRITE_CONCURRENCY,
+} from '../shared/ingest/poll.js';
 import { parseMessage } from '../shared/mail/parse.js';
 import { pollDeps } from '../shared/runtime/local.js';
 import { makeMessage } from '../test/fixtures/messages.js';
@@ -250,7 +255,7 @@ async function main(): Promise<void> {
       ),
     );
     console.log(
-      `\nwall time per call (instrumented run, calls overlap: up to 4 parses and 16 state writes at once)\n`,
+      `\nwall time per call (instrumented run, calls overlap: up to ${PIPELINE_CONCURRENCY} background tasks and ${STATE_WRITE_CONCURRENCY} state writes at once)\n`,
     );
     console.log(table(['call', 'calls', 'ms/call', 'ms/message'], stageRows));
   } finally {
