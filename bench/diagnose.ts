@@ -14,11 +14,9 @@
  *   npx tsx bench/diagnose.ts [--count 500] [--size 20000] [--runs 3]
  *   node --cpu-prof --import tsx bench/diagnose.ts ...   then   npx tsx bench/profile-summary.ts FILE
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { ParseConfig } from '../shared/config/schema.js';
 import { sharedDurableWriter } from '../shared/durable-writer.js';
 import {
   PIPELINE_CONCURRENCY,
@@ -26,21 +24,13 @@ import {
   pollMailbox,
   STATE_WRITE_CONCURRENCY,
 } from '../shared/ingest/poll.js';
-import { parseMessage } from '../shared/mail/parse.js';
 import { pollDeps } from '../shared/runtime/local.js';
 import { makeMessage } from '../test/fixtures/messages.js';
-import { fmt, median, removeRunDirs, table, tempDir } from './lib.js';
+import { childCpuMs, cpuMs, fmt, median, removeRunDirs, table, tempDir } from './lib.js';
 import { clientRun, type Pop3Target, pipelineRuntime } from './ours.js';
+import { parseContenders } from './parse-contenders.js';
 import { runPeer } from './peers.js';
 import { dovecotWith, targetOf } from './retrieval.js';
-
-/** CPU (user + system) of reaped child processes so far, ms: /proc/self/stat cutime + cstime. */
-function childCpuMs(): number {
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Fields 16 and 17 of stat(5) are at 13 and 14 after the command name; clock ticks (USER_HZ 100).
-  return (Number(f[13]) + Number(f[14])) * 10;
-}
 
 type Variant = 'pipeline' | 'pipeline, parse stubbed';
 
@@ -150,34 +140,13 @@ async function main(): Promise<void> {
 
   // mailparser alone, from memory: CPU per message.
   const msg = makeMessage({ index: 7, size });
-  const limits = ParseConfig.parse({});
-  const parseOnce = () =>
-    parseMessage(
-      {
-        source: Readable.from([msg]),
-        mailboxId: 'm',
-        messageKey: 'k',
-        eventId: 'e',
-        uidl: null,
-        receivedAt: new Date().toISOString(),
-        raw: { key: 'k', size: msg.length, sha256: '' },
-        limits,
-      },
-      {
-        writeAttachment: async (_i, _m, content) => {
-          let n = 0;
-          for await (const c of content) n += (c as Buffer).length;
-          return { key: 'a', size: n, sha256: '' };
-        },
-      },
-    );
+  const parseOnce = () => parseContenders.stream(msg);
   for (let i = 0; i < 20; i++) await parseOnce();
-  const cpu0 = process.cpuUsage();
+  const cpu0 = cpuMs();
   const wall0 = performance.now();
   const PARSES = 100;
   for (let i = 0; i < PARSES; i++) await parseOnce();
-  const cpu = process.cpuUsage(cpu0);
-  const parseCpuMs = (cpu.user + cpu.system) / 1000 / PARSES;
+  const parseCpuMs = (cpuMs() - cpu0) / PARSES;
   const parseWallMs = (performance.now() - wall0) / PARSES;
 
   const { dovecot } = await dovecotWith({ id: 'd', label: 'd', count, size });

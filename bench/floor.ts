@@ -15,18 +15,14 @@
  *
  *   npx tsx bench/floor.ts [--count 1000] [--size 20000] [--runs 3]
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { simpleParser } from 'mailparser';
-import { ParseConfig } from '../shared/config/schema.js';
-import { pollMailbox } from '../shared/ingest/poll.js';
-import { parseMessage } from '../shared/mail/parse.js';
-import { pollDeps } from '../shared/runtime/local.js';
 import { makeMessage } from '../test/fixtures/messages.js';
-import { fmt, median, removeRunDirs, table, tempDir } from './lib.js';
-import { clientRun, type Pop3Target, pipelineRuntime } from './ours.js';
+import { childCpuMs, cpuMs, fmt, median, removeRunDirs, table, tempDir } from './lib.js';
+import { clientRun, type Pop3Target, pipelineRun } from './ours.js';
+import { parseBytes, parseContenders } from './parse-contenders.js';
 import { runPeer } from './peers.js';
 import { dovecotWith, targetOf } from './retrieval.js';
 
@@ -43,70 +39,32 @@ const runs = Number(values.runs);
 /** Durable files the pipeline makes per message (raw, attachment, event, job). */
 const FILES_PER_MESSAGE = 4;
 
-/** CPU (user + system) of reaped child processes so far, ms (USER_HZ 100). */
-function childCpuMs(): number {
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[13]) + Number(f[14])) * 10;
-}
-
-const cpuMs = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
-
+/** CPU per message of the cheaper of parseMessage (bytes) and simpleParser, and the sizes it yields. */
 async function parseFloor(msg: Buffer): Promise<{ ms: number; eventBytes: number; attachmentBytes: number }> {
-  const limits = ParseConfig.parse({});
-  let attachmentBytes = 0;
-  const ours = () =>
-    parseMessage(
-      {
-        bytes: msg,
-        mailboxId: 'm',
-        messageKey: 'k',
-        eventId: 'e',
-        uidl: null,
-        receivedAt: '2026-01-01T00:00:00.000Z',
-        raw: { key: 'k', size: msg.length, sha256: '' },
-        limits,
-      },
-      {
-        writeAttachment: async (_i, _m, content) => {
-          let n = 0;
-          for await (const c of content) n += (c as Buffer).length;
-          attachmentBytes = n;
-          return { key: 'a', size: n, sha256: '' };
-        },
-      },
-    );
-  const simple = () =>
-    simpleParser(msg, {
-      skipTextToHtml: true,
-      skipTextLinks: true,
-      skipImageLinks: true,
-      checksumAlgo: false,
-    } as Parameters<typeof simpleParser>[1]);
-  const eventBytes = Buffer.byteLength(JSON.stringify({ type: 'email.received', data: await ours() }));
+  const event = await parseBytes(msg);
+  const eventBytes = Buffer.byteLength(JSON.stringify({ type: 'email.received', data: event }));
+  const attachmentBytes = event.attachments.reduce((n, a) => n + a.size, 0);
+  const { bytes, simple } = parseContenders;
   const per = new Map<string, number[]>([
-    ['ours', []],
+    ['bytes', []],
     ['simple', []],
   ]);
   for (let i = 0; i < 300; i++) {
-    await ours();
-    await simple();
+    await bytes(msg);
+    await simple(msg);
   }
   for (let r = 0; r < 5; r++) {
     for (const [name, f] of [
-      ['ours', ours],
+      ['bytes', bytes],
       ['simple', simple],
     ] as const) {
       const c0 = cpuMs();
-      for (let i = 0; i < 100; i++) await f();
+      for (let i = 0; i < 100; i++) await f(msg);
       per.get(name)?.push((cpuMs() - c0) / 100);
     }
   }
   return {
-    ms: Math.min(median(per.get('ours') ?? []), median(per.get('simple') ?? [])),
+    ms: Math.min(median(per.get('bytes') ?? []), median(per.get('simple') ?? [])),
     eventBytes,
     attachmentBytes,
   };
@@ -116,15 +74,9 @@ async function parseFloor(msg: Buffer): Promise<{ ms: number; eventBytes: number
 async function pipeline(t: Pop3Target): Promise<{ rate: number; cpu: number }> {
   const dir = await tempDir('floor-pipeline');
   try {
-    const rt = await pipelineRuntime(t, dir.path);
     const c0 = cpuMs();
-    const t0 = performance.now();
-    const r = await pollMailbox('inbox', pollDeps(rt));
-    const seconds = (performance.now() - t0) / 1000;
-    const cpu = (cpuMs() - c0) / count;
-    await rt.close();
-    if (r.outcome !== 'ok') throw new Error(`pipeline: ${r.outcome}`);
-    return { rate: count / seconds, cpu };
+    const run = await pipelineRun(t, dir.path);
+    return { rate: count / run.seconds, cpu: (cpuMs() - c0) / count };
   } finally {
     await dir.cleanup();
   }

@@ -13,13 +13,10 @@
  * the inline rate (it frees ~0.7 ms of the poller's thread per 20 KB message but costs ~13% more CPU
  * in all), two workers 0.6x.
  */
-import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { simpleParser } from 'mailparser';
-import { ParseConfig } from '../shared/config/schema.js';
-import type { ParseDeps, ParseMessageInput } from '../shared/mail/parse.js';
-import { parseMessage } from '../shared/mail/parse.js';
 import { makeMessage } from '../test/fixtures/messages.js';
+import { median } from './lib.js';
+import { parseContenders } from './parse-contenders.js';
 
 const { values } = parseArgs({
   options: {
@@ -31,42 +28,7 @@ const { values } = parseArgs({
 const sizes = values.size.split(',').map(Number);
 const rounds = Number(values.rounds);
 const only = new Set(values.only.split(','));
-const limits = ParseConfig.parse({});
-
-const drain: ParseDeps['writeAttachment'] = async (_index, _meta, content) => {
-  let size = 0;
-  for await (const chunk of content) size += (chunk as Buffer).length;
-  return { key: 'a', size, sha256: '' };
-};
-
-function input(msg: Buffer, viaBytes: boolean): ParseMessageInput {
-  const base = {
-    mailboxId: 'm',
-    messageKey: 'k',
-    eventId: 'e',
-    uidl: null,
-    receivedAt: '2024-05-01T12:00:00.000Z',
-    raw: { key: 'k', size: msg.length, sha256: '' },
-    limits,
-  };
-  return viaBytes ? { ...base, bytes: msg } : { ...base, source: Readable.from([msg]) };
-}
-
-const contenders: Record<string, (msg: Buffer) => Promise<unknown>> = {
-  stream: (msg) => parseMessage(input(msg, false), { writeAttachment: drain }),
-  bytes: (msg) => parseMessage(input(msg, true), { writeAttachment: drain }),
-  // The options we give MailParser that simpleParser takes: no text-to-HTML, no link scans, no MD5.
-  simple: (msg) =>
-    simpleParser(msg, {
-      skipTextToHtml: true,
-      skipTextLinks: true,
-      skipImageLinks: true,
-      checksumAlgo: false,
-    } as Parameters<typeof simpleParser>[1]),
-};
-
-// USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK).
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+const contenders: Record<string, (msg: Buffer) => Promise<unknown>> = parseContenders;
 
 for (const size of sizes) {
   const msg = makeMessage({ index: 7, size });

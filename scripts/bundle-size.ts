@@ -33,7 +33,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -44,6 +44,7 @@ import { EXAMPLE_CONFIG_PATH, PophookStack } from '../infra/pophook-stack.js';
 import { loadConfigFile } from '../shared/config/load.js';
 import type { PophookConfig } from '../shared/config/schema.js';
 import type { DeliveryJob } from '../shared/queue/queue.js';
+import { unusedPort } from '../test/fixtures/ports.js';
 
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 20;
@@ -129,15 +130,6 @@ function sdkPackages(): string[] {
     .sort();
 }
 
-/** A local TCP port nothing listens on: AWS calls of the first invocation are refused at once. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /** The first invocation's event: a scheduled poll of one mailbox, or an SQS batch of one job. */
 function eventFor(name: string, config: PophookConfig): unknown {
   if (name === 'poller') return { mailboxId: config.mailboxes[0]?.id };
@@ -201,7 +193,8 @@ async function main(): Promise<void> {
     };
     const bundles: Target[] = [];
     const sdk = sdkPackages();
-    const port = await closedPort();
+    // Nothing listens there: AWS calls of the first invocation are refused at once.
+    const port = await unusedPort();
     for (const [, resource] of Object.entries(template.Resources)) {
       if (resource.Type !== 'AWS::Lambda::Function') continue;
       const p = resource.Properties;

@@ -715,8 +715,8 @@ class PollRun {
       this.metrics.add('BytesFetched', stored.size, { MailboxId: this.mailbox.id });
       await this.hook('after-archive', undefined, record.messageKey);
       // Parse from the bytes in hand when they are what was archived (created now, byte for byte).
-      if (stored.created && Buffer.isBuffer(body)) this.afterArchive(archived, message, body, hold, recorded);
-      else this.afterArchive(archived, message, undefined, undefined, recorded);
+      const inHand = stored.created && Buffer.isBuffer(body) && hold ? { bytes: body, hold } : {};
+      this.afterArchive(archived, message, { ...inHand, recorded });
     } finally {
       await spooled?.dispose();
       // Unconsumed data would desync the session; the connection layer drains or fails it.
@@ -728,9 +728,7 @@ class PollRun {
   private afterArchive(
     record: MessageRecord,
     message: ListedMessage,
-    bytes?: Buffer,
-    hold?: () => void,
-    recorded?: Promise<void>,
+    { bytes, hold, recorded }: { bytes?: Buffer; hold?: () => void; recorded?: Promise<void> } = {},
   ): void {
     if (!bytes || !hold) {
       this.streamedTasks++;

@@ -133,7 +133,7 @@ export interface LocalArchiveOptions {
    * Writes whole objects (Buffers: most mail, every event) on worker threads in batches. Default: the
    * process-wide writer, unless `durability` is given (tests observing the fsync steps), then none.
    */
-  writer?: DurableWriter | false;
+  writer?: DurableWriter;
 }
 
 interface TempFile {
@@ -162,10 +162,7 @@ export class LocalArchive implements Archive {
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? systemClock;
     this.#durability = options.durability ?? fsDurability;
-    this.#writer =
-      options.writer === false
-        ? undefined
-        : (options.writer ?? (options.durability ? undefined : sharedDurableWriter()));
+    this.#writer = options.writer ?? (options.durability ? undefined : sharedDurableWriter());
     const durability = this.#durability;
     this.#syncDir = coalescingDirSync((dir) => durability.syncDir(dir));
     this.description = this.#root;

@@ -5,7 +5,6 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,6 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BUNDLE_FILE, PROJECT_ROOT, RUNTIME_PROVIDED_EXTERNALS } from '../../infra/constructs/bundling.js';
 import { PophookStack } from '../../infra/pophook-stack.js';
 import { parseConfig } from '../../shared/config/load.js';
+import { unusedPort } from '../fixtures/ports.js';
 
 const run = promisify(execFile);
 const dirs: string[] = [];
@@ -31,15 +31,6 @@ const functionsOf = (resources: Resources) =>
   Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::Function');
 const assetDirOf = (outdir: string, fn: { Properties: Record<string, unknown> }) =>
   join(outdir, `asset.${String((fn.Properties.Code as { S3Key: string }).S3Key).replace(/\.zip$/, '')}`);
-
-/** A local port nothing listens on: AWS calls made against it are refused at once. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Values CloudFormation fills in at deploy time. */
 const DEPLOY_ENV = {
@@ -71,7 +62,7 @@ describe('bundling (real esbuild)', () => {
     const fns = functionsOf(assembly.getStackByName(stack.stackName).template.Resources as Resources);
     expect(fns).toHaveLength(2);
     // No node_modules beside the assembly: loading needs nothing the Lambda runtime would provide.
-    const port = await closedPort();
+    const port = await unusedPort();
     for (const fn of fns) {
       const env = (fn.Properties.Environment as { Variables: Record<string, string> }).Variables;
       expect(Object.keys(env)).not.toContain('CONFIG_JSON');

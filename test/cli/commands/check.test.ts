@@ -11,21 +11,13 @@ import path from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Dovecot, requireDovecot, startDovecot } from '../../fixtures/dovecot.js';
+import { unusedPort } from '../../fixtures/ports.js';
 import { type Receiver, startReceiver } from '../../fixtures/receiver.js';
 import { cli, STACK_LINE } from '../helpers.js';
 
 requireDovecot();
 
 const SECRET = `whsec_${Buffer.alloc(32, 5).toString('base64')}`;
-
-async function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** A TCP proxy to `port` that records every byte the client sends. */
 async function recordingProxy(
@@ -111,7 +103,7 @@ describe('pophook check against Dovecot and real receivers', () => {
           'ca: ca.pem',
           'auth: { type: password, password: { secret: wrong } }',
         ]),
-        ...mailbox('wrong-port', [`port: ${await closedPort()}`, pop]),
+        ...mailbox('wrong-port', [`port: ${await unusedPort()}`, pop]),
         ...mailbox('self-signed', [`port: ${dovecot.tlsPort}`, pop]),
         ...mailbox('no-tls', [`port: ${proxy.port}`, 'tls: none', pop]),
         'endpoints:',

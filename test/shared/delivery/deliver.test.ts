@@ -13,9 +13,9 @@ import { type Receiver, startReceiver } from '../../fixtures/receiver.js';
 import {
   defaultDelivery,
   jobFor,
+  lazySecrets,
   localEndpoint,
   MemoryArchive,
-  newSecret,
   receivedEvent,
   type TestClock,
   testClock,
@@ -30,7 +30,7 @@ describe('deliverJob against real receivers', () => {
   let log: LocalStateStore;
   let archive: MemoryArchive;
   let logger: ReturnType<typeof createMemoryLogger>;
-  const secrets: Record<string, string> = {};
+  const secrets = lazySecrets();
 
   beforeAll(async () => {
     receiver = await startReceiver();
@@ -64,10 +64,7 @@ describe('deliverJob against real receivers', () => {
       clock,
       logger,
       random: () => 0.5,
-      resolveSecret: async (ref) => {
-        secrets[ref.secret] ??= newSecret();
-        return secrets[ref.secret] as string;
-      },
+      resolveSecret: secrets.resolve,
     };
   }
 
@@ -83,11 +80,14 @@ describe('deliverJob against real receivers', () => {
     expect(result).toMatchObject({ outcome: 'delivered', attempt: 1, status: 200 });
     const req = receiver.requests[0];
     expect(req?.headers['webhook-id']).toBe(job.webhookId);
-    const payload = new Webhook(secrets['ok-secret'] as string).verify(req?.body.toString() ?? '', {
-      'webhook-id': String(req?.headers['webhook-id']),
-      'webhook-timestamp': String(req?.headers['webhook-timestamp']),
-      'webhook-signature': String(req?.headers['webhook-signature']),
-    }) as { type: string; data: { messageKey: string; text: string } };
+    const payload = new Webhook(secrets.byName.get('ok-secret') as string).verify(
+      req?.body.toString() ?? '',
+      {
+        'webhook-id': String(req?.headers['webhook-id']),
+        'webhook-timestamp': String(req?.headers['webhook-timestamp']),
+        'webhook-signature': String(req?.headers['webhook-signature']),
+      },
+    ) as { type: string; data: { messageKey: string; text: string } };
     expect(payload.type).toBe('email.received');
     expect(payload.data.text).toBe('secret body text');
     const [attempt] = await log.listAttempts(job.messageKey);
@@ -95,7 +95,7 @@ describe('deliverJob against real receivers', () => {
     // Logs name the delivery but never carry the secret or the body.
     const text = logger.lines.join('\n');
     expect(text).toContain(job.webhookId);
-    expect(text).not.toContain(secrets['ok-secret']?.slice(6));
+    expect(text).not.toContain(secrets.byName.get('ok-secret')?.slice(6));
     expect(text).not.toContain('secret body text');
   });
 
@@ -231,7 +231,7 @@ describe('deliverJob against real receivers', () => {
 
   it('a malformed secret: nothing sent, attempt recorded, the secret never logged', async () => {
     const ep = localEndpoint('badsecret', receiver.url);
-    secrets['badsecret-secret'] = 'whsec_short-and-not-base64!!';
+    secrets.byName.set('badsecret-secret', 'whsec_short-and-not-base64!!');
     const job = jobOf('badsecret');
     const r = await deliverJob(job, deps([ep]));
     expect(r).toMatchObject({ outcome: 'retry', errorCode: 'WEBHOOK_SECRET_INVALID' });

@@ -11,6 +11,18 @@ import type { Archive, ObjectInfo } from '../../../shared/storage/archive.js';
 
 export const newSecret = (bytes = 32) => `whsec_${randomBytes(bytes).toString('base64')}`;
 
+/** Signing secrets made on first use, by name: `resolve` is a DeliverDeps.resolveSecret. */
+export function lazySecrets() {
+  const byName = new Map<string, string>();
+  return {
+    byName,
+    resolve: async (ref: { secret: string }) => {
+      if (!byName.has(ref.secret)) byName.set(ref.secret, newSecret());
+      return byName.get(ref.secret) as string;
+    },
+  };
+}
+
 export interface TestClock {
   now(): number;
   set(ms: number): void;

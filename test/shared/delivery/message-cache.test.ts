@@ -15,10 +15,10 @@ import { type Receiver, startReceiver } from '../../fixtures/receiver.js';
 import {
   defaultDelivery,
   jobFor,
+  lazySecrets,
   localEndpoint,
   MemoryArchive,
   MemoryDeliveryLog,
-  newSecret,
   receivedEvent,
   type TestClock,
   testClock,
@@ -46,7 +46,7 @@ describe('one read and one body per message, shared by its endpoints (message-ca
   let archive: CountingArchive;
   let clock: TestClock;
   let log: MemoryDeliveryLog;
-  const secrets = new Map<string, string>();
+  const secrets = lazySecrets();
 
   beforeAll(async () => {
     receiver = await startReceiver();
@@ -74,10 +74,7 @@ describe('one read and one body per message, shared by its endpoints (message-ca
       clock,
       logger: silentLogger,
       random: () => 0.5,
-      resolveSecret: async (ref) => {
-        if (!secrets.has(ref.secret)) secrets.set(ref.secret, newSecret());
-        return secrets.get(ref.secret) as string;
-      },
+      resolveSecret: secrets.resolve,
     };
   }
 
@@ -92,7 +89,7 @@ describe('one read and one body per message, shared by its endpoints (message-ca
 
   function verified(endpointId: string) {
     const req = receiver.requests.find((r) => r.path.endsWith(`/${endpointId}`));
-    const secret = secrets.get(`${endpointId}-secret`) as string;
+    const secret = secrets.byName.get(`${endpointId}-secret`) as string;
     const body = req?.body.toString() ?? '';
     new Webhook(secret).verify(body, {
       'webhook-id': String(req?.headers['webhook-id']),

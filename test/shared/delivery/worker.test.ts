@@ -18,9 +18,9 @@ import { type Receiver, startReceiver } from '../../fixtures/receiver.js';
 import {
   defaultDelivery,
   jobFor,
+  lazySecrets,
   localEndpoint,
   MemoryArchive,
-  newSecret,
   receivedEvent,
   testClock,
 } from './helpers.js';
@@ -51,7 +51,6 @@ describe('local worker: two endpoints, one down for an hour (simulated time)', (
     const archive = new MemoryArchive();
     const http = createWebhookHttp();
     const endpoints = [localEndpoint('healthy', healthy.url), localEndpoint('down', down.url)];
-    const secrets = new Map<string, string>();
     const deliver = (job: QueuedJob) =>
       deliverJob(job, {
         config: { endpoints, delivery: defaultDelivery() },
@@ -61,10 +60,7 @@ describe('local worker: two endpoints, one down for an hour (simulated time)', (
         clock,
         logger: silentLogger,
         random: () => 0.5,
-        resolveSecret: async (ref) => {
-          if (!secrets.has(ref.secret)) secrets.set(ref.secret, newSecret());
-          return secrets.get(ref.secret) as string;
-        },
+        resolveSecret: lazySecrets().resolve,
       });
 
     // 20 messages, one every 3 minutes through the outage.

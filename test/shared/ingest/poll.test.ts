@@ -186,6 +186,33 @@ describe.runIf(dovecotAvailable())('pollMailbox against real Dovecot with the lo
     await runtime.close();
   });
 
+  it('stores every attachment before the event that names it, though attachments are written in the background', async () => {
+    await freshMailbox();
+    const { runtime } = await runtimeFor('keep');
+    const stored = new Set<string>();
+    const early: string[] = [];
+    const put = runtime.archive.put.bind(runtime.archive);
+    runtime.archive.put = async (key, body, options) => {
+      if (key.startsWith('attachments/')) {
+        await new Promise((r) => setTimeout(r, 50)); // a slow store: the parser has moved on by now
+        const r = await put(key, body, options);
+        stored.add(key);
+        return r;
+      }
+      if (key.endsWith('.json')) {
+        const text = Buffer.isBuffer(body) || typeof body === 'string' ? String(body) : '';
+        const named = (JSON.parse(text) as { data: { attachments: { key: string }[] } }).data.attachments;
+        for (const a of named) if (!stored.has(a.key)) early.push(a.key);
+      }
+      return put(key, body, options);
+    };
+    const [result] = await pollLocal(runtime, undefined);
+    expect(result?.outcome).toBe('ok');
+    expect(early).toEqual([]);
+    expect(stored.size).toBeGreaterThan(0);
+    await runtime.close();
+  });
+
   it('two polls started together: one holds the lease, the other skips; no duplicates', async () => {
     await freshMailbox();
     const a = await runtimeFor('delete');
